@@ -1,0 +1,29 @@
+"""Where operator-side state lives. One directory per registry name, so hosts
+that serve one name (behind a load balancer, later) share secret and certs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+STATE_DIR = Path(os.environ.get("REGOPS_STATE_DIR", ".regops"))
+
+
+def registry_secrets(base: str | os.PathLike[str], registry_name: str) -> Path:
+    return Path(base) / registry_name
+
+
+def pki_dir(base: str | os.PathLike[str], registry_name: str) -> Path:
+    return registry_secrets(base, registry_name) / "pki"
+
+
+def ca_cert_path(base: str | os.PathLike[str], registry_name: str) -> Path:
+    return pki_dir(base, registry_name) / "ca.crt"
+
+
+def password_path(base: str | os.PathLike[str], registry_name: str, user: str) -> Path:
+    return registry_secrets(base, registry_name) / "users" / f"{user}.password"
+
+
+def http_secret_path(base: str | os.PathLike[str], registry_name: str) -> Path:
+    return registry_secrets(base, registry_name) / "http_secret"
