@@ -35,8 +35,9 @@ KEYS: list[Key] = [
     Key("registry_docker_source", "debian", "docker",
         "`debian` installs Debian's docker.io; `docker-ce` adds Docker's own apt "
         "repository (key in /etc/apt/keyrings, deb822 source) and installs Docker CE."),
-    Key("registry_docker_ce_repo_url", "https://download.docker.com/linux/debian", "docker",
-        "Docker CE apt repository (only with `registry_docker_source: docker-ce`)."),
+    Key("registry_docker_ce_repo_url", None, "docker",
+        "Docker CE apt repository (with `registry_docker_source: docker-ce`); default: "
+        "Docker's repository for the host's distribution (debian or ubuntu)."),
     Key("registry_docker_log_max_size", "10m", "docker",
         "json-file log rotation: size of one container log file."),
     Key("registry_docker_log_max_file", 3, "docker",

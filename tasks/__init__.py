@@ -1,0 +1,1 @@
+"""One concern per module; each exposes `apply(settings)`, a pyinfra @deploy."""

@@ -1,0 +1,83 @@
+"""The deploy's plan on pyinfra's @fake connector: no host needed."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from regops import htpasswd, paths, secrets
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _inventory(tmp_path: Path, hosts: list[tuple[str, dict]]) -> Path:
+    inventory = tmp_path / "inventory.py"
+    inventory.write_text(f"hosts = {hosts!r}\n")
+    return inventory
+
+
+def _pyinfra(inventory: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    environ = {**os.environ, "PYINFRA_FAKE_DELAY": "0", "PYINFRA_FAKE_DELAY_JITTER": "0",
+               **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "pyinfra", str(inventory), "deploy.py", "-y", *args],
+        cwd=ROOT, env=environ, capture_output=True, text=True, timeout=120,
+    )
+
+
+def _host(name: str, secrets_dir: Path, **data) -> tuple[str, dict]:
+    return (f"@fake/{name}", {"registry_name": f"{name}.example.com",
+                              "registry_secrets_dir": str(secrets_dir), **data})
+
+
+def test_plan_runs_every_concern(tmp_path, secrets_dir):
+    result = _pyinfra(_inventory(tmp_path, [_host("reg1", secrets_dir)]))
+    assert result.returncode == 0, result.stderr
+    for concern in ("Docker engine |", "TLS certificates |", "Registry users |",
+                    "Registry |", "Garbage collection |"):
+        assert concern in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("data", "key"),
+    [
+        ({"registry_prot": 5000}, "registry_prot"),
+        ({"registry_port": 99999}, "registry_port"),
+        ({"registry_gc_schedule": "every night"}, "registry_gc_schedule"),
+        ({"registry_users": ["ci", "ci"]}, "registry_users"),
+    ],
+)
+def test_bad_data_on_one_host_stops_every_host_before_any_change(tmp_path, secrets_dir, data,
+                                                                 key):
+    hosts = [_host("good", secrets_dir), _host("bad", secrets_dir, **data)]
+    result = _pyinfra(_inventory(tmp_path, hosts))
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if line.startswith("regops: error:")]
+    assert errors == [errors[0]] and f"@fake/bad: {key}:" in errors[0]
+    assert "Starting operation" not in result.stdout + result.stderr
+
+
+def test_no_secret_in_output_even_verbose_with_diff(tmp_path, secrets_dir):
+    env = {"REGOPS_PASSWORD_CI": "env-password-0123456789"}
+    host = _host("reg1", secrets_dir, registry_users=["admin", "ci"])
+    result = _pyinfra(_inventory(tmp_path, [host]), "-vvv", "--diff", env=env)
+    assert result.returncode == 0, result.stderr
+    output = result.stdout + result.stderr
+    root = secrets_dir
+    name = "reg1.example.com"
+    admin = paths.password_path(root, name, "admin").read_text().strip()
+    secret_values = [
+        admin,
+        env["REGOPS_PASSWORD_CI"],
+        secrets.http_secret(root, name),
+        (paths.pki_dir(root, name) / "server.key").read_text().splitlines()[1],
+        (paths.pki_dir(root, name) / "ca.key").read_text().splitlines()[1],
+        htpasswd.hash_password("admin", admin, 10, secrets.htpasswd_pepper(root, name))[7:],
+    ]
+    for value in secret_values:
+        assert value and value not in output
+    assert "Write the registry config" in output
