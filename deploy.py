@@ -9,11 +9,12 @@ nothing is changed on any host until every host's data is good.
 from pyinfra import host
 
 from regops.settings import load_or_exit
-from tasks import auth, docker, gc, registry, tls
+from tasks import account, auth, docker, gc, registry, tls
 
 settings = load_or_exit(host.name, host.data.dict())
 
 docker.apply(settings)
+account.apply(settings)
 cert_changes = tls.apply(settings)
 auth.apply(settings)
 registry.apply(settings, restart_triggers=cert_changes)

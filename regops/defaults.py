@@ -63,8 +63,12 @@ KEYS: list[Key] = [
         "2 or 3; default: read from the image tag. Picks the config path "
         "(/etc/docker/registry/config.yml or /etc/distribution/config.yml)."),
     Key("registry_container_name", "registry", "registry", "Name of the registry container."),
-    Key("registry_uid", 1000, "registry", "Non-root uid the container runs as; owns the data."),
-    Key("registry_gid", 1000, "registry", "Gid the container runs as."),
+    Key("registry_user", "regops-registry", "account",
+        "System account created on the host for the container's uid/gid (no login, no home)."),
+    Key("registry_uid", 5000, "account",
+        "Non-root uid the container runs as; owns the data. A dedicated id, so the host's "
+        "first login user (often uid 1000) cannot read the TLS key."),
+    Key("registry_gid", 5000, "account", "Gid the container runs as; may read config and key."),
     Key("registry_memory_limit", "512m", "registry", "Container memory limit (docker syntax)."),
     Key("registry_pids_limit", 256, "registry", "Container pids limit."),
     Key("registry_config_dir", "/etc/docker/registry", "registry",

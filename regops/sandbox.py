@@ -367,12 +367,11 @@ def debootstrap_argv(distro: str, target: Path, mirror: str) -> list[str]:
 
 
 def import_argv(distro: str, mirror: str) -> list[str]:
-    """container=docker tells systemd it is in a container (skips hardware units);
-    SIGRTMIN+3 is how systemd wants to be asked to shut down."""
+    """container=docker tells systemd it is in a container (skips hardware units).
+    (Docker 20.10 refuses STOPSIGNAL here, so `docker run` sets it.)"""
     changes = [
         'CMD ["/sbin/init"]',
         "ENV container=docker",
-        "STOPSIGNAL SIGRTMIN+3",
         f'LABEL {LABEL}.base="{distro}" {LABEL}.mirror="{mirror}"',
     ]
     argv = ["docker", "import"]
@@ -399,6 +398,8 @@ def run_argv(spec: HostSpec, ssh_port: int, registry_port: int) -> list[str]:
         "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw",
         "--tmpfs", "/run",
         "--tmpfs", "/run/lock",
+        # How systemd wants to be asked to shut down cleanly.
+        "--stop-signal", "SIGRTMIN+3",
         # A volume, so the nested dockerd gets overlay2 instead of slow vfs.
         "-v", f"{spec.volume}:/var/lib/docker",
         "-p", f"127.0.0.1:{ssh_port}:22",

@@ -230,6 +230,8 @@ def _check_scalars(host: str, d: dict[str, Any]) -> None:
         r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$", d["registry_container_name"]
     ):
         fail("registry_container_name", "must be a valid container name")
+    if not isinstance(d["registry_user"], str) or not _USER.match(d["registry_user"]):
+        fail("registry_user", f"{d['registry_user']!r} is not a valid account name")
     int_between("registry_uid", 1, 2**31 - 1)
     int_between("registry_gid", 1, 2**31 - 1)
     if not isinstance(d["registry_memory_limit"], str) or not _MEMORY.match(

@@ -31,7 +31,9 @@ def _pyinfra(inventory: Path, *args: str, env: dict | None = None) -> subprocess
 
 def _host(name: str, secrets_dir: Path, **data) -> tuple[str, dict]:
     return (f"@fake/{name}", {"registry_name": f"{name}.example.com",
-                              "registry_secrets_dir": str(secrets_dir), **data})
+                              "registry_secrets_dir": str(secrets_dir),
+                              "fake_responses": {"uname -s": "Linux", "useradd": "/usr/sbin/useradd"},
+                              **data})
 
 
 def test_plan_runs_every_concern(tmp_path, secrets_dir):

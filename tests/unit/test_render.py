@@ -62,7 +62,7 @@ def test_container_is_hardened(base_data):
     argv = render.docker_run_argv(_settings(base_data, registry_bind_address="10.0.0.5"))
     joined = " ".join(argv)
     for flag in ("--read-only", "--cap-drop ALL", "--security-opt no-new-privileges:true",
-                 "--user 1000:1000", "--memory 512m", "--pids-limit 256",
+                 "--user 5000:5000", "--memory 512m", "--pids-limit 256",
                  "--restart unless-stopped", "--publish 10.0.0.5:5000:5000"):
         assert flag in joined
     assert "--privileged" not in joined and "--network host" not in joined

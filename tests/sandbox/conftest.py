@@ -1,0 +1,122 @@
+"""Real hosts: a Debian 12 and a Debian 13 sandbox host, deployed once per session.
+
+Outside CI these tests skip when no Docker engine answers; with CI=true they
+fail instead, so a green CI always means the deploy ran on real hosts.
+Set REGOPS_KEEP_SANDBOX=1 to keep the hosts after the run for a look.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import testinfra
+
+from regops.client import RegistryClient
+
+ROOT = Path(__file__).resolve().parents[2]
+SANDBOX = os.environ.get("REGOPS_TEST_SANDBOX", "regops-test")
+IN_CI = os.environ.get("CI", "").lower() == "true"
+HOSTS = {"sb1": "bookworm", "sb2": "trixie"}
+
+
+def _require(condition: bool, why: str) -> None:
+    if condition:
+        return
+    if IN_CI:
+        pytest.fail(f"CI needs this and it is missing: {why}")
+    pytest.skip(why)
+
+
+def _docker_ready() -> bool:
+    if not shutil.which("docker"):
+        return False
+    return subprocess.run(["docker", "info"], capture_output=True).returncode == 0
+
+
+def regops(*args: str, check: bool = True, timeout: int = 1200) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, "-m", "regops.cli", *args], cwd=ROOT,
+                            capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"regops {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+@dataclass
+class Deploy:
+    returncode: int
+    output: str
+
+
+def deploy(*extra: str, limit: str | None = None, env: dict[str, str] | None = None) -> Deploy:
+    """Run the real deploy against the test sandbox; returns its combined output."""
+    args = [sys.executable, "-m", "pyinfra", "-y", "inventories/sandbox.py", "deploy.py", *extra]
+    if limit:
+        args += ["--limit", limit]
+    environ = {**os.environ, "REGOPS_SANDBOX": SANDBOX, **(env or {})}
+    result = subprocess.run(args, cwd=ROOT, env=environ, capture_output=True, text=True,
+                            timeout=1500)
+    return Deploy(result.returncode, result.stdout + result.stderr)
+
+
+@pytest.fixture(scope="session")
+def sandbox() -> Any:
+    _require(_docker_ready(), "a running Docker engine (scripts/setup starts one)")
+    _require(bool(shutil.which("skopeo")), "skopeo (scripts/setup installs it)")
+    distros = [arg for distro in HOSTS.values() for arg in ("--distro", distro)]
+    regops("sandbox", "up", "--name", SANDBOX, "--hosts", str(len(HOSTS)), *distros)
+    status = json.loads(regops("sandbox", "status", "--name", SANDBOX, "--json").stdout)
+    yield status
+    if os.environ.get("REGOPS_KEEP_SANDBOX") != "1":
+        regops("sandbox", "down", "--name", SANDBOX, check=False)
+
+
+@pytest.fixture(scope="session")
+def first_deploy(sandbox: Any) -> Deploy:
+    result = deploy()
+    assert result.returncode == 0, result.output[-6000:]
+    return result
+
+
+@pytest.fixture(scope="session")
+def hosts(sandbox: Any, first_deploy: Deploy) -> dict[str, dict]:
+    by_name = {h["name"]: h for h in sandbox["hosts"]}
+    assert {n: by_name[n]["distro"] for n in HOSTS} == HOSTS
+    return by_name
+
+
+def testinfra_host(h: dict) -> Any:
+    return testinfra.get_host(
+        f"ssh://{h['ssh_user']}@{h['ssh_host']}:{h['ssh_port']}",
+        ssh_identity_file=h["ssh_key"],
+        ssh_extra_args="-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null "
+        "-o LogLevel=ERROR",
+    )
+
+
+def demo_password(h: dict) -> str:
+    return Path(h["demo_password_file"]).read_text().strip()
+
+
+def client(h: dict, password: str | None = None, ca: bool = True,
+           username: str | None = None) -> RegistryClient:
+    return RegistryClient(h["registry_url"], username or h["demo_user"],
+                          password if password is not None else demo_password(h),
+                          ca_file=h["ca_path"] if ca else None)
+
+
+@pytest.fixture(params=list(HOSTS))
+def host_info(request: pytest.FixtureRequest, hosts: dict[str, dict]) -> dict:
+    return hosts[request.param]
+
+
+@pytest.fixture
+def th(host_info: dict) -> Any:
+    return testinfra_host(host_info)

@@ -1,0 +1,122 @@
+"""What the deploy left on each host, checked with testinfra over SSH."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.sandbox.conftest import Deploy, demo_password
+
+
+def _inspect(th, name: str = "registry") -> dict:
+    return json.loads(th.check_output(f"docker inspect {name}"))[0]
+
+
+def test_docker_installed_running_and_hardened(th):
+    assert th.package("docker.io").is_installed
+    assert th.service("docker").is_running and th.service("docker").is_enabled
+    daemon = json.loads(th.file("/etc/docker/daemon.json").content_string)
+    assert daemon["live-restore"] is True and daemon["icc"] is False
+    assert daemon["log-opts"]["max-size"] == "10m"
+    info = json.loads(th.check_output("docker info --format '{{json .}}'"))
+    assert info["LiveRestoreEnabled"] is True
+    assert info["LoggingDriver"] == "json-file"
+
+
+def test_registry_container_is_hardened(th, host_info):
+    c = _inspect(th)
+    hc = c["HostConfig"]
+    assert c["State"]["Running"] is True
+    assert c["Config"]["User"] == "5000:5000"
+    assert hc["ReadonlyRootfs"] is True
+    assert hc["CapDrop"] == ["ALL"] and not hc["CapAdd"]
+    assert hc["Privileged"] is False
+    assert any(o.startswith("no-new-privileges") for o in hc["SecurityOpt"])
+    assert hc["Memory"] == 512 * 1024 * 1024 and hc["PidsLimit"] == 256
+    assert hc["RestartPolicy"]["Name"] == "unless-stopped"
+    assert hc["NetworkMode"] not in ("host",) and hc["PidMode"] == "" and hc["IpcMode"] != "host"
+    assert hc["PortBindings"] == {"5000/tcp": [{"HostIp": "0.0.0.0", "HostPort": "5000"}]}
+    assert c["Config"]["Image"] == "regops/registry:2.8.2"
+    mounts = {m["Destination"]: m for m in c["Mounts"]}
+    assert mounts["/etc/docker/registry"]["RW"] is False
+    assert mounts["/var/lib/registry"]["RW"] is True
+
+
+def test_files_modes_and_owners(th, host_info):
+    expected = {
+        "/etc/docker/registry": ("root", 5000, 0o750),
+        "/etc/docker/registry/tls/server.key": ("root", 5000, 0o640),
+        "/etc/docker/registry/htpasswd": ("root", 5000, 0o640),
+        "/etc/docker/registry/config.yml": ("root", 5000, 0o640),
+        "/etc/docker/daemon.json": ("root", 0, 0o644),
+        "/usr/local/sbin/regops-gc": ("root", 0, 0o755),
+        "/etc/cron.d/regops-gc": ("root", 0, 0o644),
+    }
+    for path, (user, gid, mode) in expected.items():
+        f = th.file(path)
+        assert f.exists, path
+        assert (f.user, f.gid, f.mode) == (user, gid, mode), path
+    data = th.file("/var/lib/registry")
+    assert (data.uid, data.gid, data.mode) == (5000, 5000, 0o750)
+    assert th.file("/etc/docker/registry/serve.yml").linked_to == (
+        "/etc/docker/registry/config.yml")
+
+
+def test_config_is_the_whole_registry_config(th):
+    config = th.file("/etc/docker/registry/config.yml").content_string
+    for line in ("enabled: true", "minimumtls: tls1.2", "X-Content-Type-Options: [nosniff]",
+                 "path: /etc/docker/registry/htpasswd", "formatter: json"):
+        assert line in config
+    assert "debug:" not in config
+
+
+def test_host_docker_trusts_the_ca(th, host_info):
+    ca = th.file(f"/etc/docker/certs.d/{host_info['registry_name']}:5000/ca.crt")
+    assert ca.exists and ca.mode == 0o644
+    assert ca.content_string.strip() == open(host_info["ca_path"]).read().strip()
+
+
+def test_gc_cron_job_installed(th):
+    cron = th.file("/etc/cron.d/regops-gc").content_string
+    assert "root /usr/local/sbin/regops-gc" in cron
+    assert th.service("cron").is_running
+
+
+def test_debug_port_not_published(th):
+    c = _inspect(th)
+    assert set(c["HostConfig"]["PortBindings"]) == {"5000/tcp"}
+    assert not th.socket("tcp://0.0.0.0:5001").is_listening
+
+
+def test_htpasswd_was_there_before_the_registry_started(th):
+    """A registry started without its htpasswd file makes up a `docker` user."""
+    assert "docker:" not in th.file("/etc/docker/registry/htpasswd").content_string
+
+
+@pytest.mark.usefixtures("hosts")
+def test_no_secret_in_deploy_output_or_tracked_files(first_deploy: Deploy, hosts, sandbox):
+    import subprocess
+    from pathlib import Path
+
+    from regops import paths, secrets
+
+    root = Path(hosts["sb1"]["ca_path"]).parents[2]
+    values = []
+    for h in hosts.values():
+        name = h["registry_name"]
+        values += [demo_password(h), secrets.http_secret(root, name),
+                   (paths.pki_dir(root, name) / "server.key").read_text().splitlines()[1],
+                   (paths.pki_dir(root, name) / "ca.key").read_text().splitlines()[1]]
+    for value in values:
+        assert value not in first_deploy.output
+        grep = subprocess.run(["git", "grep", "-qF", value], capture_output=True)
+        assert grep.returncode == 1, "a secret is in a tracked file"
+
+
+def test_gc_on_a_registry_never_pushed_to_succeeds(th):
+    result = th.run("/usr/local/sbin/regops-gc")
+    assert result.rc == 0, result.stdout + result.stderr
+    assert "never pushed to" in result.stdout
+    state = json.loads(th.file("/var/lib/regops/gc-last.json").content_string)
+    assert state["result"] == "ok" and state["bytes_freed"] == 0
