@@ -80,6 +80,10 @@ ExecStart=/usr/bin/ssh-keygen -A
 WantedBy=multi-user.target
 """
 _HOSTKEY_UNIT_NAME = "regops-ssh-host-keys.service"
+_MASKED_UNITS = ("systemd-modules-load.service",)
+# Bump when customize_rootfs or BOOTSTRAP_PACKAGES change: cached base images
+# with another recipe are rebuilt by the next `up`.
+BASE_RECIPE = "2"
 
 
 class SandboxError(RuntimeError):
@@ -372,7 +376,7 @@ def import_argv(distro: str, mirror: str) -> list[str]:
     changes = [
         'CMD ["/sbin/init"]',
         "ENV container=docker",
-        f'LABEL {LABEL}.base="{distro}" {LABEL}.mirror="{mirror}"',
+        f'LABEL {LABEL}.base="{distro}" {LABEL}.recipe="{BASE_RECIPE}" {LABEL}.mirror="{mirror}"',
     ]
     argv = ["docker", "import"]
     for c in changes:
@@ -394,6 +398,9 @@ def run_argv(spec: HostSpec, ssh_port: int, registry_port: int) -> list[str]:
         "--cap-drop", "SYS_RESOURCE",
         "--security-opt", "seccomp=unconfined",
         "--security-opt", "apparmor=unconfined",
+        # Writable /proc/sys, as on a real host: the hardened daemon.json turns
+        # the userland proxy off, and dockerd then sets route_localnet.
+        "--security-opt", "systempaths=unconfined",
         "--cgroupns=host",
         "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw",
         "--tmpfs", "/run",
@@ -729,6 +736,14 @@ def customize_rootfs(rootfs: Path, distro: str, mirror: str) -> None:
     link = wants / _HOSTKEY_UNIT_NAME
     if not link.is_symlink():
         link.symlink_to(f"/etc/systemd/system/{_HOSTKEY_UNIT_NAME}")
+    # A container cannot load kernel modules (the host's are not there), yet
+    # trixie's systemd runs modules-load for its own modules.conf link and
+    # fails without libkmod. Mask it so hosts report "running", as a VM
+    # would, rather than "degraded".
+    for unit in _MASKED_UNITS:
+        masked = units / unit
+        if not masked.is_symlink():
+            masked.symlink_to("/dev/null")
     for deb in (rootfs / "var/cache/apt/archives").glob("*.deb"):
         deb.unlink()
 
@@ -765,12 +780,17 @@ def build_base_image(distro: str, mirror: str, log: Log) -> None:
     log(f"{distro}: base image built in {time.monotonic() - started:.0f}s")
 
 
+def _base_is_current(distro: str) -> bool:
+    labels = image_labels(base_image(distro))
+    return labels is not None and labels.get(f"{LABEL}.recipe") == BASE_RECIPE
+
+
 def ensure_base_images(distros: Iterable[str], mirror: str | None, rebuild: bool,
                        log: Log) -> None:
     """Build missing base images, several distros at once (debootstrap is mostly
     waiting on the network and dpkg, so two overlap well)."""
     with _lock("build-base"):
-        todo = sorted({d for d in distros if rebuild or image_labels(base_image(d)) is None})
+        todo = sorted({d for d in distros if rebuild or not _base_is_current(d)})
         if not todo:
             return
         mirror = mirror or detect_mirror()
@@ -793,8 +813,10 @@ def build_registry_image(image: str, version: str, binary: str, log: Log) -> Non
     links, since the official image cannot be pulled."""
     with _workdir("regops-registry-") as ctx:
         rootfs = ctx / "rootfs"
-        for d in ("etc/docker/registry", "var/lib/registry", "tmp", "usr/bin"):
+        for d in ("etc/docker/registry", "tmp", "usr/bin"):
             (rootfs / d).mkdir(parents=True, exist_ok=True)
+        # /var/lib/registry comes only from data/, so COPY --chown makes it the
+        # registry user's (an anonymous volume then inherits that owner).
         (ctx / "data").mkdir()
         (rootfs / "tmp").chmod(0o1777)
         shutil.copy2(binary, rootfs / "usr/bin/registry")

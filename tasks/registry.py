@@ -48,7 +48,7 @@ def apply(s: Settings, restart_triggers: list[OperationMeta]) -> None:
     config_dir = d["registry_config_dir"]
     files.directory(
         name=f"Create the data directory {d['registry_data_dir']}, owned by the container user",
-        path=d["registry_data_dir"], user=str(d["registry_uid"]), group=str(d["registry_gid"]),
+        path=d["registry_data_dir"], user=d["registry_user"], group=d["registry_user"],
         mode="0750",
     )
     http_secret = secrets.http_secret(s.secrets_root, s.registry_name)

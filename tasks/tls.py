@@ -44,9 +44,9 @@ def apply(s: Settings) -> list[OperationMeta]:
     gid = s["registry_gid"]
     config_dir = s["registry_config_dir"]
     files.directory(name=f"Create {config_dir}, readable by the registry's group only",
-                    path=config_dir, user="root", group=str(gid), mode="0750")
+                    path=config_dir, user="root", group=s["registry_user"], mode="0750")
     files.directory(name=f"Create {config_dir}/tls", path=f"{config_dir}/tls",
-                    user="root", group=str(gid), mode="0750")
+                    user="root", group=s["registry_user"], mode="0750")
     changed = [
         secret_file(name="Upload the registry's TLS certificate", src=Secret(cert),
                     path=f"{config_dir}/tls/server.crt", uid=0, gid=gid, mode="0644"),

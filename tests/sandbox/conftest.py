@@ -92,7 +92,7 @@ def hosts(sandbox: Any, first_deploy: Deploy) -> dict[str, dict]:
     return by_name
 
 
-def testinfra_host(h: dict) -> Any:
+def ssh_host(h: dict) -> Any:
     return testinfra.get_host(
         f"ssh://{h['ssh_user']}@{h['ssh_host']}:{h['ssh_port']}",
         ssh_identity_file=h["ssh_key"],
@@ -119,4 +119,4 @@ def host_info(request: pytest.FixtureRequest, hosts: dict[str, dict]) -> dict:
 
 @pytest.fixture
 def th(host_info: dict) -> Any:
-    return testinfra_host(host_info)
+    return ssh_host(host_info)

@@ -84,6 +84,7 @@ def test_client_without_the_ca_fails_tls(host_info, tmp_path):
     assert "certificate" in result.stderr.lower()
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_tls_below_1_2_is_refused(host_info):
     import socket
     import ssl

@@ -57,6 +57,7 @@ def test_gc_frees_deleted_blobs_and_keeps_every_other_image(th, host_info, tmp_p
     for (repo, tag), digest in survivors.items():
         assert c.digest(repo, tag) == digest
         dest = tmp_path / "check" / hashlib.sha1(f"{repo}:{tag}".encode()).hexdigest()
+        dest.parent.mkdir(parents=True, exist_ok=True)
         pulled = _pull(host_info, repo, tag, dest)
         assert pulled.returncode == 0, pulled.stderr
         for blob in (dest / "blobs" / "sha256").iterdir():

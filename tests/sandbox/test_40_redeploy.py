@@ -11,7 +11,7 @@ import re
 
 import pytest
 
-from tests.sandbox.conftest import client, demo_password, deploy, testinfra_host
+from tests.sandbox.conftest import client, demo_password, deploy, ssh_host
 
 REPO = "team/project/service"
 
@@ -19,7 +19,7 @@ REPO = "team/project/service"
 def _state(hosts: dict) -> dict[str, tuple[str, str]]:
     out = {}
     for name, h in hosts.items():
-        c = json.loads(testinfra_host(h).check_output("docker inspect registry"))[0]
+        c = json.loads(ssh_host(h).check_output("docker inspect registry"))[0]
         out[name] = (c["Id"], c["State"]["StartedAt"])
     return out
 
@@ -57,7 +57,9 @@ def test_bad_data_stops_before_any_host_changes(hosts, settled):
     result = deploy("--data", "registry_gc_schedule=61 * * * *")
     assert result.returncode != 0
     errors = [line for line in result.output.splitlines() if line.startswith("regops: error:")]
-    assert len(errors) == 1 and "registry_gc_schedule" in errors[0]
+    # One line per host with bad data (here: both), naming host, key and problem.
+    assert sorted(e.split()[2] for e in errors) == [f"{name}:" for name in sorted(hosts)]
+    assert all("registry_gc_schedule: '61 * * * *': minute field" in e for e in errors)
     assert "Starting operation" not in result.output
     assert _state(hosts) == settled
 
@@ -69,7 +71,7 @@ def test_config_change_restarts_without_recreating(hosts, settled):
     for name in hosts:
         assert now[name][0] == settled[name][0]  # same container
         assert now[name][1] != settled[name][1]  # started again
-        th = testinfra_host(hosts[name])
+        th = ssh_host(hosts[name])
         assert "level: debug" in th.file("/etc/docker/registry/config.yml").content_string
 
 
@@ -79,7 +81,7 @@ def test_port_change_recreates_and_data_survives(hosts, settled):
     now = _state(hosts)
     for name, h in hosts.items():
         assert now[name][0] != settled[name][0]
-        th = testinfra_host(h)
+        th = ssh_host(h)
         assert REPO in _catalog_inside(th, h, 5001)
         ports = json.loads(th.check_output("docker inspect registry"))[0]["HostConfig"][
             "PortBindings"]
@@ -92,7 +94,7 @@ def test_back_to_the_defaults_keeps_the_data(hosts, settled):
     for h in hosts.values():
         c = client(h)
         assert REPO in c.catalog() and "1.0" in c.tags(REPO)
-        assert "level: info" in testinfra_host(h).file(
+        assert "level: info" in ssh_host(h).file(
             "/etc/docker/registry/config.yml").content_string
     again = deploy()
     assert _changed_ops(again.output) == 0, again.output[-6000:]
