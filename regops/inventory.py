@@ -1,0 +1,104 @@
+"""Read a pyinfra inventory the way `pyinfra INVENTORY deploy.py` does, for the
+day-2 and compliance commands: the same hosts, the same data, the same checks."""
+
+from __future__ import annotations
+
+import os
+import runpy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from regops.settings import ConfigError, Settings, check_data, load
+
+
+@dataclass(frozen=True)
+class InventoryHost:
+    name: str
+    data: dict[str, Any]
+
+    def ssh_target(self) -> dict[str, Any]:
+        """How to reach the host over SSH, from pyinfra's connector data."""
+        d = self.data
+        return {
+            "hostname": d.get("ssh_hostname") or self.name,
+            "port": int(d.get("ssh_port") or 22),
+            "user": d.get("ssh_user") or "root",
+            "key": d.get("ssh_key"),
+            "sudo": bool(d.get("_sudo")),
+        }
+
+    def testinfra(self) -> Any:
+        """A testinfra host over SSH (read-only use: checks and status)."""
+        import testinfra
+
+        t = self.ssh_target()
+        options = "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR"
+        if self.data.get("ssh_strict_host_key_checking") not in (None, "no"):
+            options = "-o LogLevel=ERROR"
+        kwargs: dict[str, Any] = {"ssh_extra_args": options, "sudo": t["sudo"]}
+        if t["key"]:
+            kwargs["ssh_identity_file"] = t["key"]
+        return testinfra.get_host(f"ssh://{t['user']}@{t['hostname']}:{t['port']}", **kwargs)
+
+    def settings(self, environ: dict[str, str] | None = None) -> Settings:
+        """Full settings; resolves (and may generate) passwords operator-side."""
+        return load(self.name, self.data, environ=environ)
+
+    def checked_data(self) -> dict[str, Any]:
+        """Defaults merged and checked, without touching secrets."""
+        return check_data(self.name, self.data)
+
+
+def _group_data(directory: Path, group: str) -> dict[str, Any]:
+    path = directory / f"{group}.py"
+    if not path.is_file():
+        return {}
+    return {k: v for k, v in runpy.run_path(str(path)).items() if not k.startswith("_")}
+
+
+def _entries(value: Any) -> list[tuple[str, dict[str, Any]]] | None:
+    """A group's hosts, or None if the module attribute is not a host list."""
+    if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], dict) and (
+        isinstance(value[0], list)
+    ):
+        value = value[0]  # (hosts, group data) form
+    if not isinstance(value, list):
+        return None
+    hosts = []
+    for entry in value:
+        if isinstance(entry, str):
+            hosts.append((entry, {}))
+        elif isinstance(entry, tuple) and len(entry) == 2 and isinstance(entry[1], dict):
+            hosts.append((str(entry[0]), dict(entry[1])))
+        else:
+            return None
+    return hosts
+
+
+def load_inventory(path: str, limit: list[str] | None = None) -> list[InventoryHost]:
+    """Hosts of a pyinfra inventory file with their data merged as pyinfra merges it:
+    group_data/all.py, then group_data/<group>.py, then the host's own data."""
+    if not Path(path).is_file():
+        raise ConfigError(path, "inventory", "no such file")
+    namespace = runpy.run_path(path)
+    group_dir = Path(os.getcwd()) / "group_data"
+    merged: dict[str, dict[str, Any]] = {}
+    groups_of: dict[str, list[str]] = {}
+    for group, value in namespace.items():
+        entries = None if group.startswith("_") else _entries(value)
+        if entries is None:
+            continue
+        for name, data in entries:
+            merged.setdefault(name, {}).update(data)
+            groups_of.setdefault(name, []).append(group)
+    hosts = []
+    for name, data in merged.items():
+        combined = _group_data(group_dir, "all")
+        for group in groups_of[name]:
+            combined.update(_group_data(group_dir, group))
+        combined.update(data)
+        hosts.append(InventoryHost(name, combined))
+    if limit:
+        hosts = [h for h in hosts if h.name in limit]
+    return hosts
