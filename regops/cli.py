@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
+
 import click
 
 from regops import __version__
+
+# Modules that contribute commands: each exports COMMANDS, a list of click commands.
+COMMAND_MODULES = ("regops.sandbox", "regops.cli_images", "regops.cli_hosts", "regops.compliance")
 
 
 @click.group()
@@ -14,9 +19,16 @@ def main() -> None:
 
 
 def _register() -> None:
-    from regops.sandbox import sandbox
-
-    main.add_command(sandbox)
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as error:
+            if error.name != name:
+                raise
+            continue
+        for command in getattr(module, "COMMANDS", [getattr(module, "sandbox", None)]):
+            if command is not None:
+                main.add_command(command)
 
 
 _register()

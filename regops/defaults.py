@@ -50,6 +50,9 @@ KEYS: list[Key] = [
         "DNS name clients use (`name:port/...`); default: the inventory host name."),
     Key("registry_extra_names", [], "tls",
         "More DNS names or IP addresses clients use; all go into the certificate SANs."),
+    Key("registry_api_url", None, "registry",
+        "URL the operator's machine uses for day-2 commands and checks; default: "
+        "https://<registry_name>:<registry_port>."),
     Key("registry_port", 5000, "registry", "TCP port the registry is published on."),
     Key("registry_bind_address", "0.0.0.0", "registry",
         "Host address the port is published on; set a specific interface to narrow it."),

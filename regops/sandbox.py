@@ -531,6 +531,8 @@ def inventory_hosts(doc: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
             "registry_image": doc["registry_image"],
             "registry_image_archive": doc["registry_image_archive"],
             "registry_users": [DEMO_USER],
+            # The operator's machine reaches the registry through the published port.
+            "registry_api_url": h["registry_url"],
             "registry_secrets_dir": secrets,
         }))
     return hosts

@@ -76,6 +76,11 @@ class Settings:
         return f"{self.registry_name}:{self.port}"
 
     @property
+    def api_url(self) -> str:
+        """Where the operator's machine reaches the registry API."""
+        return self.data["registry_api_url"] or f"https://{self.registry_address}"
+
+    @property
     def container_config_dir(self) -> str:
         return CONFIG_DIR_IN_CONTAINER[self.major_version]
 
@@ -215,6 +220,9 @@ def _check_scalars(host: str, d: dict[str, Any]) -> None:
     if not isinstance(d["registry_docker_daemon_options"], Mapping):
         fail("registry_docker_daemon_options", "must be a mapping of daemon.json keys")
     int_between("registry_port", 1, 65535)
+    api = d["registry_api_url"]
+    if api is not None and (not isinstance(api, str) or not api.startswith("https://")):
+        fail("registry_api_url", f"must be an https:// URL, got {api!r}")
     int_between("registry_debug_port", 1, 65535)
     if d["registry_debug_enabled"] and d["registry_debug_port"] == 5000:
         fail("registry_debug_port", "must differ from the registry's own port 5000 in the container")
