@@ -151,7 +151,8 @@ def plan_hosts(
 
     One --distro applies to every host; several are assigned in order (and
     cycled), and imply at least that many hosts. Without --distro, hosts that
-    already exist keep theirs so re-running `up` never fights the sandbox.
+    already exist keep theirs so re-running `up` never fights the sandbox;
+    hosts beyond the count are kept (and restarted if stopped).
     """
     existing = existing or {}
     distros = list(distros)
@@ -175,6 +176,8 @@ def plan_hosts(
         else:
             distro = existing.get(i, DEFAULT_DISTRO)
         specs.append(HostSpec(sandbox, i, distro))
+    # Hosts beyond the requested count stay as they are (`up` never removes).
+    specs += [HostSpec(sandbox, i, existing[i]) for i in sorted(existing) if i > count]
     return specs
 
 
@@ -931,6 +934,12 @@ def up(name: str, hosts: int | None, distros: Sequence[str], mirror: str | None 
     """Make the sandbox match the request, reusing whatever already runs."""
     validate_name(name)
     require_docker()
+    with _lock(f"up-{name}"):  # two `up`s of one sandbox would race for its hosts
+        return _up(name, hosts, distros, mirror, rebuild, timeout, log)
+
+
+def _up(name: str, hosts: int | None, distros: Sequence[str], mirror: str | None,
+        rebuild: bool, timeout: float, log: Log) -> dict[str, Any]:
     try:
         state = load_state(name)
     except SandboxError:

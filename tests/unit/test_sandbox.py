@@ -186,6 +186,11 @@ def test_plan_keeps_existing_distros_without_distro_option() -> None:
     assert [s.distro for s in specs] == ["trixie", "bookworm", "bookworm"]
 
 
+def test_plan_keeps_hosts_beyond_the_count() -> None:
+    specs = sandbox.plan_hosts("x", None, ["bookworm"], existing={1: "bookworm", 2: "trixie"})
+    assert [(s.name, s.distro) for s in specs] == [("sb1", "bookworm"), ("sb2", "trixie")]
+
+
 def test_plan_refuses_to_change_a_running_hosts_distro() -> None:
     with pytest.raises(SandboxError, match="sandbox down"):
         sandbox.plan_hosts("x", 1, ["trixie"], existing={1: "bookworm"})

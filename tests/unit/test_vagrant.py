@@ -1,0 +1,39 @@
+"""The Vagrantfile is valid, and the Vagrant inventory agrees with it."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from regops.inventory import load_inventory
+from regops.settings import check_data
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_vagrant_validate():
+    if not shutil.which("vagrant"):
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("vagrant is missing (scripts/setup installs it)")
+        pytest.skip("vagrant is not installed")
+    result = subprocess.run(["vagrant", "validate"], cwd=ROOT, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_vagrant_inventory_targets_the_vm_address():
+    ip = re.search(r'private_network", ip: "([0-9.]+)"', (ROOT / "Vagrantfile").read_text())[1]
+    [host] = load_inventory(str(ROOT / "inventories" / "vagrant.py"))
+    assert host.name == ip
+    data = check_data(host.name, host.data)
+    assert data["registry_name"] == ip
+
+
+def test_example_production_inventory_is_valid_data():
+    for host in load_inventory(str(ROOT / "inventories" / "prod.py")):
+        check_data(host.name, host.data)
