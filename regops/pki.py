@@ -446,3 +446,53 @@ def cert_info(cert_pem: bytes, now: datetime | None = None) -> dict[str, Any]:
         "issuer_cn": _cn(cert.issuer),
         "is_ca": _is_ca(cert),
     }
+
+
+# --- day-2: forced renewal and certificate details -------------------------------------
+
+
+def renew_server_cert(
+    pki_dir: Path,
+    names: list[str],
+    days: int = 365,
+    now: datetime | None = None,
+) -> ServerCert:
+    """Issue a new server certificate and key now, even if the stored pair is still good.
+
+    For `regops certs renew`: the next deploy's `ensure_server_cert` reuses the
+    new pair (same names, fresh dates), so it is what the hosts will serve.
+    """
+    if not names:
+        raise ValueError("a server certificate needs at least one name")
+    if not 1 <= days <= MAX_SERVER_DAYS:
+        raise ValueError(f"certificate lifetime must be 1..{MAX_SERVER_DAYS} days, not {days}")
+    wanted: list[x509.GeneralName] = []
+    for name in names:
+        entry = general_name(name)
+        if entry not in wanted:
+            wanted.append(entry)
+    current = _now(now)
+    pki_dir = Path(pki_dir)
+    ca, ca_key = ensure_ca(pki_dir, now=current)
+    if days_left(ca, current) <= 0:
+        raise PkiError(
+            f"the private CA in {pki_dir} expired on {ca.not_valid_after_utc.date()}; "
+            "move the directory away to create a new CA (clients must trust it again)"
+        )
+    cert, key = _issue_server(ca, ca_key, wanted, names[0], days, current)
+    cert_pem, key_pem = _cert_pem(cert), _key_pem(key)
+    write_atomic(pki_dir / SERVER_KEY, key_pem, 0o600)
+    write_atomic(pki_dir / SERVER_CERT, cert_pem, 0o644)
+    return ServerCert(cert_pem, key_pem, _cert_pem(ca), cert.not_valid_after_utc, True)
+
+
+def serial_hex(cert: x509.Certificate) -> str:
+    """The serial as lower-case hex, how status output and tests compare certificates."""
+    return format(cert.serial_number, "x")
+
+
+def load_leaf(data: bytes) -> x509.Certificate:
+    """The first certificate in PEM (a chain is fine) or DER bytes."""
+    if b"-----BEGIN" in data:
+        return x509.load_pem_x509_certificates(data)[0]
+    return x509.load_der_x509_certificate(data)

@@ -1098,3 +1098,29 @@ def down_cmd(name: str) -> None:
     except SandboxError as e:
         raise click.ClickException(str(e)) from None
     click.echo(f"sandbox {name}: removed {n} container(s)")
+
+
+@sandbox.command("verify")
+@_name_option
+def verify_cmd(name: str) -> None:
+    """Prove each deployed sandbox registry works: TLS, login, push, pull, 401."""
+    from regops.verify import push_pull
+
+    try:
+        doc = status(name)
+    except SandboxError as e:
+        raise click.ClickException(str(e)) from None
+    for h in doc["hosts"]:
+        password_file = Path(h["demo_password_file"])
+        if not Path(h["ca_path"]).is_file() or not password_file.is_file():
+            raise click.ClickException(
+                f"{h['name']}: not deployed yet (run: pyinfra -y inventories/sandbox.py deploy.py)"
+            )
+        try:
+            lines = push_pull(f"127.0.0.1:{h['registry_published_port']}", h["ca_path"],
+                              h["demo_user"], password_file.read_text().strip())
+        except (RuntimeError, OSError) as e:
+            raise click.ClickException(f"{h['name']}: {e}") from None
+        for line in lines:
+            click.echo(f"{h['name']}: {line}")
+    click.echo(f"sandbox {name}: the registry works")

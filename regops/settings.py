@@ -300,11 +300,33 @@ def _check_tls(host: str, d: dict[str, Any], names: list[str]) -> None:
         raise ConfigError(host, "registry_tls_cert_file", "; ".join(problems))
 
 
+def password_file_users(root: Path, registry_name: str) -> list[str]:
+    """Names of `<root>/<registry_name>/users/*.password`, sorted: users added by the CLI
+    live only there, so the files are the record of them."""
+    directory = paths.password_path(root, registry_name, "x").parent
+    if not directory.is_dir():
+        return []
+    return sorted(
+        p.name.removesuffix(".password")
+        for p in directory.iterdir()
+        if p.name.endswith(".password") and not p.name.startswith(".") and p.is_file()
+    )
+
+
 def _resolve_users(host: str, d: dict[str, Any], registry_name: str, root: Path,
                    environ: Mapping[str, str]) -> list[User]:
+    """Users of `registry_users` (in their order), then those with only a password file."""
     from regops import secrets
 
     names = _user_names(host, d["registry_users"])
+    for name in password_file_users(root, registry_name):
+        if name in names:
+            continue
+        if not _USER.match(name):
+            where = paths.password_path(root, registry_name, name)
+            raise ConfigError(host, "registry_users", f"{where}: {name!r} is not a valid user "
+                              "name (lower-case letters, digits, ._-); rename or delete the file")
+        names.append(name)
     users = []
     for name in names:
         password, source = secrets.resolve_password(root, registry_name, name, environ)

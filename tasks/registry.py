@@ -70,9 +70,9 @@ def apply(s: Settings, restart_triggers: list[OperationMeta]) -> None:
     current = host.get_fact(ContainerSpecLabel, container=name, label=render.SPEC_LABEL)
     created = None
     if current != render.spec_hash(s):
-        what = "Create" if current is None else "Recreate"
         created = server.shell(
-            name=f"{what} the registry container {name} (its spec changed)",
+            name=f"Create the registry container {name}" if current is None
+            else f"Recreate the registry container {name} because its spec changed",
             commands=[f"docker rm -f {name} >/dev/null 2>&1 || true",
                       shlex.join(render.docker_run_argv(s))],
         )
