@@ -63,23 +63,22 @@ def _fail(message: str, code: int) -> None:
 
 
 def _finish(doc: dict[str, Any], as_json: bool, render: Callable[[dict[str, Any]], str]) -> None:
-    """Print the result; failed hosts get one error line each on stderr; exit 1 if any."""
+    """Print the result (stdout); each failed host gets one error line on stderr; exit 1."""
     if as_json:
         click.echo(json.dumps(doc, indent=2, sort_keys=True))
     else:
         click.echo(render(doc))
     if doc["ok"]:
         return
-    if not as_json:
-        for entry in doc["hosts"]:
-            if not entry.get("ok") and entry.get("error"):
-                click.echo(f"regops: error: {entry['host']}: {entry['error']}", err=True)
-        for key in ("rollout_error", "deploy_error"):
-            if doc.get(key):
-                first, _, rest = doc[key].partition("\n")
-                click.echo(f"regops: error: {first}", err=True)
-                for line in rest.splitlines():
-                    click.echo(f"  {line}", err=True)
+    for entry in doc["hosts"]:
+        if not entry.get("ok") and entry.get("error"):
+            click.echo(f"regops: error: {entry['host']}: {entry['error']}", err=True)
+    for key in ("rollout_error", "deploy_error"):
+        if doc.get(key):
+            first, _, rest = doc[key].partition("\n")
+            click.echo(f"regops: error: {first}", err=True)
+            for line in rest.splitlines():
+                click.echo(f"  {line}", err=True)
     sys.exit(1)
 
 

@@ -58,8 +58,14 @@ class RegistryClient:
         self.url = self.url.rstrip("/")
         self._context = ssl.create_default_context(cafile=self.ca_file)
 
-    def request(self, method: str, path: str, headers: dict[str, str] | None = None,
-                data: bytes | None = None, auth: bool = True) -> Response:
+    def request(
+        self,
+        method: str,
+        path: str,
+        headers: dict[str, str] | None = None,
+        data: bytes | None = None,
+        auth: bool = True,
+    ) -> Response:
         """One call; HTTP errors come back as a Response, transport errors raise."""
         target = path if path.startswith("http") else f"{self.url}{path}"
         req = urllib.request.Request(target, method=method, data=data, headers=headers or {})
@@ -67,8 +73,7 @@ class RegistryClient:
             token = base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
             req.add_header("Authorization", f"Basic {token}")
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout,
-                                        context=self._context) as answer:
+            with urllib.request.urlopen(req, timeout=self.timeout, context=self._context) as answer:
                 return Response(answer.status, dict(answer.headers.items()), answer.read())
         except urllib.error.HTTPError as error:
             return Response(error.code, dict(error.headers.items()), error.read())
@@ -83,8 +88,9 @@ class RegistryClient:
                 detail = "; ".join(e.get("message", "") for e in errors)
             except (ValueError, AttributeError):
                 pass
-            raise RegistryError(f"{what}: HTTP {response.status} {detail}".rstrip(),
-                                response.status)
+            raise RegistryError(
+                f"{what}: HTTP {response.status} {detail}".rstrip(), response.status
+            )
         return response
 
     def ping(self) -> int:
@@ -108,30 +114,43 @@ class RegistryClient:
     def manifest(self, repository: str, reference: str) -> tuple[str, str, bytes]:
         """(digest, media type, body) of the manifest as stored."""
         response = self._ok(
-            self.request("GET", f"/v2/{repository}/manifests/{reference}",
-                         headers={"Accept": ", ".join(MANIFEST_TYPES)}),
+            self.request(
+                "GET",
+                f"/v2/{repository}/manifests/{reference}",
+                headers={"Accept": ", ".join(MANIFEST_TYPES)},
+            ),
             f"manifest {repository}:{reference}",
         )
         headers = {k.lower(): v for k, v in response.headers.items()}
-        return (headers.get("docker-content-digest", ""),
-                headers.get("content-type", "").split(";")[0], response.body)
+        return (
+            headers.get("docker-content-digest", ""),
+            headers.get("content-type", "").split(";")[0],
+            response.body,
+        )
 
     def digest(self, repository: str, reference: str) -> str:
         response = self._ok(
-            self.request("HEAD", f"/v2/{repository}/manifests/{reference}",
-                         headers={"Accept": ", ".join(MANIFEST_TYPES)}),
+            self.request(
+                "HEAD",
+                f"/v2/{repository}/manifests/{reference}",
+                headers={"Accept": ", ".join(MANIFEST_TYPES)},
+            ),
             f"manifest {repository}:{reference}",
         )
         headers = {k.lower(): v for k, v in response.headers.items()}
         return headers["docker-content-digest"]
 
     def delete_manifest(self, repository: str, digest: str) -> None:
-        self._ok(self.request("DELETE", f"/v2/{repository}/manifests/{digest}"),
-                 f"delete {repository}@{digest}", expected=(202,))
+        self._ok(
+            self.request("DELETE", f"/v2/{repository}/manifests/{digest}"),
+            f"delete {repository}@{digest}",
+            expected=(202,),
+        )
 
     def blob(self, repository: str, digest: str) -> bytes:
-        return self._ok(self.request("GET", f"/v2/{repository}/blobs/{digest}"),
-                        f"blob {repository}@{digest}").body
+        return self._ok(
+            self.request("GET", f"/v2/{repository}/blobs/{digest}"), f"blob {repository}@{digest}"
+        ).body
 
 
 def _next_link(headers: dict[str, str]) -> str | None:

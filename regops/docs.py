@@ -1,7 +1,7 @@
 """Render the README's reference tables from the code, so they cannot drift.
 
-    python -m regops.docs keys     # print the data key table
-    python -m regops.docs readme   # rewrite it into README.md
+python -m regops.docs keys     # print the data key table
+python -m regops.docs readme   # rewrite it into README.md
 """
 
 from __future__ import annotations

@@ -500,17 +500,17 @@ def renew_certs(inventory: str, pairs: Sequence[tuple[InventoryHost, Settings]],
         raise UsageError(refusals[0] if len(refusals) == 1 else
                          f"{refusals[0]} (and {len(refusals) - 1} more host(s))")
     before = {h.name: _served(s)[0] for h, s in pairs}
-    issued: dict[str, str] = {}
+    issued: dict[Path, str] = {}  # one certificate per registry (its pki directory)
     for _, s in pairs:
-        if s.registry_name not in issued:
-            cert = pki.renew_server_cert(paths.pki_dir(s.secrets_root, s.registry_name),
-                                         s.tls_names, days=s["registry_tls_days"])
-            issued[s.registry_name] = pki.serial_hex(pki.load_leaf(cert.cert_pem))
+        pki_dir = paths.pki_dir(s.secrets_root, s.registry_name)
+        if pki_dir not in issued:
+            cert = pki.renew_server_cert(pki_dir, s.tls_names, days=s["registry_tls_days"])
+            issued[pki_dir] = pki.serial_hex(pki.load_leaf(cert.cert_pem))
     rc, output = run_pyinfra(inventory, DEPLOY, [h.name for h, _ in pairs])
 
     def one(pair: tuple[InventoryHost, Settings]) -> dict[str, Any]:
         h, s = pair
-        want = issued[s.registry_name]
+        want = issued[paths.pki_dir(s.secrets_root, s.registry_name)]
         served, error = _served(s)
         deadline = time.monotonic() + wait
         while (served is None or served["serial"] != want) and time.monotonic() < deadline:
@@ -573,7 +573,7 @@ def status_entry(host: str, s: Settings, remote: str, served: dict[str, Any] | N
     disk = parse_df(parts.get("df", ""))
     if disk is not None:
         disk["path"] = s["registry_data_dir"]
-    entry = {
+    entry: dict[str, Any] = {
         "host": host,
         "registry": s.registry_address,
         "api_url": s.api_url,
@@ -873,7 +873,9 @@ def trust_target(inventory: str, registry: str | None, user: str | None) -> Trus
         raise UsageError(f"no user {user!r} on registry {s.registry_address} "
                          "(`regops users list` shows the users)")
     ca = endpoint.ca_file(s)
-    ca_pem = Path(ca).read_bytes() if ca and Path(ca).is_file() else None
+    if ca and not Path(ca).is_file():
+        raise UsageError(f"no CA certificate at {ca}: deploy {h.name} first")
+    ca_pem = Path(ca).read_bytes() if ca else None  # None: a provided cert of a public CA
     return TrustTarget(h.name, s.registry_address, ca_pem, chosen.name, chosen.password)
 
 

@@ -59,8 +59,11 @@ def _group_data(directory: Path, group: str) -> dict[str, Any]:
 
 def _entries(value: Any) -> list[tuple[str, dict[str, Any]]] | None:
     """A group's hosts, or None if the module attribute is not a host list."""
-    if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], dict) and (
-        isinstance(value[0], list)
+    if (
+        isinstance(value, tuple)
+        and len(value) == 2
+        and isinstance(value[1], dict)
+        and (isinstance(value[0], list))
     ):
         value = value[0]  # (hosts, group data) form
     if not isinstance(value, list):

@@ -58,16 +58,27 @@ def _init(layout: Path) -> None:
 def _write_index(layout: Path, tag: str, top: Descriptor) -> None:
     entry = {**top.as_dict(), "annotations": {"org.opencontainers.image.ref.name": tag}}
     index_path = layout / "index.json"
-    index = json.loads(index_path.read_text()) if index_path.exists() else {
-        "schemaVersion": 2, "manifests": []}
-    index["manifests"] = [m for m in index["manifests"]
-                          if m.get("annotations", {}).get("org.opencontainers.image.ref.name")
-                          != tag] + [entry]
+    index = (
+        json.loads(index_path.read_text())
+        if index_path.exists()
+        else {"schemaVersion": 2, "manifests": []}
+    )
+    index["manifests"] = [
+        m
+        for m in index["manifests"]
+        if m.get("annotations", {}).get("org.opencontainers.image.ref.name") != tag
+    ] + [entry]
     index_path.write_text(json.dumps(index))
 
 
-def image(layout: Path, tag: str, layers: list[dict[str, bytes]], arch: str = "amd64",
-          created: str = "2026-01-01T00:00:00Z", write_tag: bool = True) -> Descriptor:
+def image(
+    layout: Path,
+    tag: str,
+    layers: list[dict[str, bytes]],
+    arch: str = "amd64",
+    created: str = "2026-01-01T00:00:00Z",
+    write_tag: bool = True,
+) -> Descriptor:
     """Write one single-platform image into the OCI layout at `layout`; returns its manifest."""
     _init(layout)
     descriptors, diff_ids = [], []
@@ -75,12 +86,20 @@ def image(layout: Path, tag: str, layers: list[dict[str, bytes]], arch: str = "a
         data, diff_id = _layer(files)
         descriptors.append(_blob(layout, data, LAYER))
         diff_ids.append(diff_id)
-    config = {"architecture": arch, "os": "linux", "created": created,
-              "config": {"Labels": {"org.opencontainers.image.ref.name": tag}},
-              "rootfs": {"type": "layers", "diff_ids": diff_ids}}
+    config = {
+        "architecture": arch,
+        "os": "linux",
+        "created": created,
+        "config": {"Labels": {"org.opencontainers.image.ref.name": tag}},
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+    }
     config_desc = _blob(layout, json.dumps(config, sort_keys=True).encode(), CONFIG)
-    manifest = {"schemaVersion": 2, "mediaType": MANIFEST, "config": config_desc.as_dict(),
-                "layers": [d.as_dict() for d in descriptors]}
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": MANIFEST,
+        "config": config_desc.as_dict(),
+        "layers": [d.as_dict() for d in descriptors],
+    }
     top = _blob(layout, json.dumps(manifest, sort_keys=True).encode(), MANIFEST)
     if write_tag:
         _write_index(layout, tag, top)

@@ -37,8 +37,10 @@ class ContainerSpecLabel(FactBase):
     requires_command = "docker"
 
     def command(self, container: str, label: str) -> str:
-        template = "{{ index .Config.Labels \"" + label + "\" }}"
-        return f"docker inspect --type container --format '{template}' {container} 2>/dev/null || true"
+        template = '{{ index .Config.Labels "' + label + '" }}'
+        return (
+            f"docker inspect --type container --format '{template}' {container} 2>/dev/null || true"
+        )
 
     def process(self, output: list[str]) -> str | None:
         text = "\n".join(output).strip()
@@ -62,8 +64,10 @@ class NumericStat(FactBase):
     """`uid gid mode sha1` of a file, numeric so a gid without a name compares stably."""
 
     def command(self, path: str) -> str:
-        return (f"if [ -f {path} ]; then stat -c '%u %g %a' {path} | tr '\\n' ' '; "
-                f"sha1sum {path} | cut -d' ' -f1; fi")
+        return (
+            f"if [ -f {path} ]; then stat -c '%u %g %a' {path} | tr '\\n' ' '; "
+            f"sha1sum {path} | cut -d' ' -f1; fi"
+        )
 
     def process(self, output: list[str]) -> dict[str, str] | None:
         fields = " ".join(output).split()
@@ -78,8 +82,9 @@ def secret_file(src: Secret, path: str, uid: int = 0, gid: int = 0, mode: str = 
     content = src.reveal()
     remote = host.get_fact(NumericStat, path=path)
     if not remote or remote["sha1"] != hashlib.sha1(content).hexdigest():
-        yield FileUploadCommand(BytesIO(content), path,
-                                remote_temp_filename=host.get_temp_filename(path))
+        yield FileUploadCommand(
+            BytesIO(content), path, remote_temp_filename=host.get_temp_filename(path)
+        )
         yield StringCommand("chown", f"{uid}:{gid}", path)
         yield StringCommand("chmod", mode, path)
         return

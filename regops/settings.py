@@ -31,8 +31,8 @@ _IMAGE = re.compile(
     r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?"
     r"(?:@(?P<digest>sha256:[a-f0-9]{64}))?$"
 )
-_MONTHS = "jan feb mar apr may jun jul aug sep oct nov dec".split()
-_DAYS = "sun mon tue wed thu fri sat".split()
+_MONTHS = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
+_DAYS = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"]
 _CRON_MACROS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
 
 
@@ -208,14 +208,20 @@ def _check_scalars(host: str, d: dict[str, Any]) -> None:
             fail(key, f"must be an integer {low}-{high}, got {d[key]!r}")
 
     if d["registry_docker_source"] not in ("debian", "docker-ce"):
-        fail("registry_docker_source", f"must be 'debian' or 'docker-ce', got {d['registry_docker_source']!r}")
+        fail(
+            "registry_docker_source",
+            f"must be 'debian' or 'docker-ce', got {d['registry_docker_source']!r}",
+        )
     url = d["registry_docker_ce_repo_url"]
     if url is not None and (not isinstance(url, str) or not url.startswith("https://")):
         fail("registry_docker_ce_repo_url", "must be an https:// URL")
     if not isinstance(d["registry_docker_log_max_size"], str) or not _MEMORY.match(
         d["registry_docker_log_max_size"]
     ):
-        fail("registry_docker_log_max_size", f"must look like '10m', got {d['registry_docker_log_max_size']!r}")
+        fail(
+            "registry_docker_log_max_size",
+            f"must look like '10m', got {d['registry_docker_log_max_size']!r}",
+        )
     int_between("registry_docker_log_max_file", 1, 100)
     if not isinstance(d["registry_docker_daemon_options"], Mapping):
         fail("registry_docker_daemon_options", "must be a mapping of daemon.json keys")
@@ -225,7 +231,9 @@ def _check_scalars(host: str, d: dict[str, Any]) -> None:
         fail("registry_api_url", f"must be an https:// URL, got {api!r}")
     int_between("registry_debug_port", 1, 65535)
     if d["registry_debug_enabled"] and d["registry_debug_port"] == 5000:
-        fail("registry_debug_port", "must differ from the registry's own port 5000 in the container")
+        fail(
+            "registry_debug_port", "must differ from the registry's own port 5000 in the container"
+        )
     if not isinstance(d["registry_bind_address"], str) or not _is_ip(d["registry_bind_address"]):
         fail("registry_bind_address", f"must be an IP address, got {d['registry_bind_address']!r}")
     problem = image_problem(d["registry_image"])
@@ -253,15 +261,21 @@ def _check_scalars(host: str, d: dict[str, Any]) -> None:
             fail(key, f"must be an absolute path below /, got {value!r}")
     if d["registry_log_level"] not in LOG_LEVELS:
         fail("registry_log_level", f"must be one of {', '.join(LOG_LEVELS)}")
-    for key in ("registry_debug_enabled", "registry_delete_enabled", "registry_gc_enabled",
-                "registry_gc_delete_untagged"):
+    for key in (
+        "registry_debug_enabled",
+        "registry_delete_enabled",
+        "registry_gc_enabled",
+        "registry_gc_delete_untagged",
+    ):
         if not isinstance(d[key], bool):
             fail(key, f"must be true or false, got {d[key]!r}")
     int_between("registry_tls_days", 1, 366)
     int_between("registry_tls_renew_days", 1, d["registry_tls_days"] - 1)
     suites = d["registry_tls_cipher_suites"]
-    if not isinstance(suites, (list, tuple)) or not suites or not all(
-        isinstance(s, str) and s.startswith("TLS_") for s in suites
+    if (
+        not isinstance(suites, (list, tuple))
+        or not suites
+        or not all(isinstance(s, str) and s.startswith("TLS_") for s in suites)
     ):
         fail("registry_tls_cipher_suites", "must be a non-empty list of Go TLS suite names")
     extra = d["registry_extra_names"]
@@ -287,7 +301,9 @@ def _check_tls(host: str, d: dict[str, Any], names: list[str]) -> None:
     cert, key = d["registry_tls_cert_file"], d["registry_tls_key_file"]
     if cert is None and key is None:
         if d["registry_tls_ca_file"] is not None:
-            raise ConfigError(host, "registry_tls_ca_file", "is only used with registry_tls_cert_file")
+            raise ConfigError(
+                host, "registry_tls_ca_file", "is only used with registry_tls_cert_file"
+            )
         return
     if cert is None or key is None:
         missing = "registry_tls_key_file" if key is None else "registry_tls_cert_file"
@@ -313,8 +329,9 @@ def password_file_users(root: Path, registry_name: str) -> list[str]:
     )
 
 
-def _resolve_users(host: str, d: dict[str, Any], registry_name: str, root: Path,
-                   environ: Mapping[str, str]) -> list[User]:
+def _resolve_users(
+    host: str, d: dict[str, Any], registry_name: str, root: Path, environ: Mapping[str, str]
+) -> list[User]:
     """Users of `registry_users` (in their order), then those with only a password file."""
     from regops import secrets
 
@@ -323,9 +340,13 @@ def _resolve_users(host: str, d: dict[str, Any], registry_name: str, root: Path,
         if name in names:
             continue
         if not _USER.match(name):
-            where = paths.password_path(root, registry_name, name)
-            raise ConfigError(host, "registry_users", f"{where}: {name!r} is not a valid user "
-                              "name (lower-case letters, digits, ._-); rename or delete the file")
+            bad_file = paths.password_path(root, registry_name, name)
+            raise ConfigError(
+                host,
+                "registry_users",
+                f"{bad_file}: {name!r} is not a valid user "
+                "name (lower-case letters, digits, ._-); rename or delete the file",
+            )
         names.append(name)
     users = []
     for name in names:
@@ -358,7 +379,8 @@ def check_data(host: str, data: Mapping[str, Any]) -> dict[str, Any]:
         major = major_from_image(merged["registry_image"])
         if major is None:
             raise ConfigError(
-                host, "registry_major_version",
+                host,
+                "registry_major_version",
                 f"cannot tell from {merged['registry_image']!r}; set 2 or 3",
             )
     elif major not in CONFIG_DIR_IN_CONTAINER:

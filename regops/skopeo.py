@@ -15,9 +15,17 @@ import tempfile
 from pathlib import Path
 
 
-def copy(src: str, dest: str, *, registry: str, username: str | None, password: str | None,
-         ca_file: str | None, all_images: bool = False, timeout: int = 300,
-         ) -> subprocess.CompletedProcess[str]:
+def copy(
+    src: str,
+    dest: str,
+    *,
+    registry: str,
+    username: str | None,
+    password: str | None,
+    ca_file: str | None,
+    all_images: bool = False,
+    timeout: int = 300,
+) -> subprocess.CompletedProcess[str]:
     """`skopeo copy SRC DEST`; `registry` is the `host:port` the credentials are for."""
     with tempfile.TemporaryDirectory(prefix="regops-skopeo-") as tmp:
         args = ["skopeo", "copy", "--retry-times", "2"]

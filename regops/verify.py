@@ -11,8 +11,14 @@ from regops import oci, skopeo
 from regops.client import RegistryClient
 
 
-def push_pull(url_host: str, ca_file: str, username: str, password: str,
-              repo: str = "demo/hello/world", tag: str = "1.0") -> list[str]:
+def push_pull(
+    url_host: str,
+    ca_file: str,
+    username: str,
+    password: str,
+    repo: str = "demo/hello/world",
+    tag: str = "1.0",
+) -> list[str]:
     """Returns what was proven, one line each; raises RuntimeError on the first failure."""
     proven = []
     client = RegistryClient(f"https://{url_host}", username, password, ca_file=ca_file)
@@ -23,17 +29,31 @@ def push_pull(url_host: str, ca_file: str, username: str, password: str,
     proven.append(f"{url_host}: anonymous access refused (401)")
     with tempfile.TemporaryDirectory(prefix="regops-verify-") as tmp:
         layout = Path(tmp) / "src"
-        pushed = oci.image(layout, tag, [{"hello.txt": b"hello from regops\n",
-                                          "random.bin": os.urandom(32 * 1024)}])
+        pushed = oci.image(
+            layout,
+            tag,
+            [{"hello.txt": b"hello from regops\n", "random.bin": os.urandom(32 * 1024)}],
+        )
         ref = f"{url_host}/{repo}:{tag}"
-        result = skopeo.copy(f"oci:{layout}:{tag}", f"docker://{ref}", registry=url_host,
-                             username=username, password=password, ca_file=ca_file)
+        result = skopeo.copy(
+            f"oci:{layout}:{tag}",
+            f"docker://{ref}",
+            registry=url_host,
+            username=username,
+            password=password,
+            ca_file=ca_file,
+        )
         if result.returncode != 0:
             raise RuntimeError(f"push of {ref} failed: {result.stderr.strip()}")
         proven.append(f"{url_host}: pushed {repo}:{tag} as {username} over verified TLS")
-        result = skopeo.copy(f"docker://{ref}", f"oci:{Path(tmp) / 'back'}:{tag}",
-                             registry=url_host, username=username, password=password,
-                             ca_file=ca_file)
+        result = skopeo.copy(
+            f"docker://{ref}",
+            f"oci:{Path(tmp) / 'back'}:{tag}",
+            registry=url_host,
+            username=username,
+            password=password,
+            ca_file=ca_file,
+        )
         if result.returncode != 0:
             raise RuntimeError(f"pull of {ref} failed: {result.stderr.strip()}")
         digest = client.digest(repo, tag)

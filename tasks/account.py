@@ -12,8 +12,19 @@ from regops.settings import Settings
 @deploy("Registry account")
 def apply(s: Settings) -> None:
     user = s["registry_user"]
-    server.group(name=f"Create the system group {user} (gid {s['registry_gid']})",
-                 group=user, gid=s["registry_gid"], system=True)
-    server.user(name=f"Create the system user {user} (uid {s['registry_uid']}, no login)",
-                user=user, uid=s["registry_uid"], group=user, system=True,
-                shell="/usr/sbin/nologin", home="/nonexistent", create_home=False)
+    server.group(
+        name=f"Create the system group {user} (gid {s['registry_gid']})",
+        group=user,
+        gid=s["registry_gid"],
+        system=True,
+    )
+    server.user(
+        name=f"Create the system user {user} (uid {s['registry_uid']}, no login)",
+        user=user,
+        uid=s["registry_uid"],
+        group=user,
+        system=True,
+        shell="/usr/sbin/nologin",
+        home="/nonexistent",
+        create_home=False,
+    )

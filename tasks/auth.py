@@ -30,5 +30,7 @@ def apply(s: Settings) -> None:
         name=f"Write the htpasswd file for {len(s.users)} user(s)",
         src=Secret(htpasswd_file(s)),
         path=f"{s['registry_config_dir']}/htpasswd",
-        uid=0, gid=s["registry_gid"], mode="0640",
+        uid=0,
+        gid=s["registry_gid"],
+        mode="0640",
     )

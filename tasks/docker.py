@@ -32,14 +32,21 @@ def apply(s: Settings) -> None:
     if s["registry_docker_source"] == "docker-ce":
         _docker_ce_repository(s)
 
-    files.directory(name="Keep /etc/docker root-owned and 0755", path="/etc/docker",
-                    user="root", group="root", mode="0755")
+    files.directory(
+        name="Keep /etc/docker root-owned and 0755",
+        path="/etc/docker",
+        user="root",
+        group="root",
+        mode="0755",
+    )
     # Written before the package is installed, so Docker's first start uses it.
     daemon = files.put(
         name="Write the hardened /etc/docker/daemon.json",
         src=StringIO(daemon_json(s)),
         dest="/etc/docker/daemon.json",
-        user="root", group="root", mode="0644",
+        user="root",
+        group="root",
+        mode="0644",
     )
     apt.packages(
         name=f"Install Docker ({s['registry_docker_source']})",
@@ -64,6 +71,11 @@ def _docker_ce_repository(s: Settings) -> None:
     codename = distro["release_meta"].get("VERSION_CODENAME") or distro["release_meta"].get(
         "CODENAME"
     )
+    if not codename:
+        raise SystemExit(
+            f"regops: error: {s.host}: registry_docker_source: docker-ce needs "
+            "the host's release codename, and /etc/os-release has none"
+        )
     arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(host.get_fact(Arch), "amd64")
     url = s["registry_docker_ce_repo_url"] or (
         f"https://download.docker.com/linux/{distro['release_meta'].get('ID', 'debian')}"
@@ -77,8 +89,11 @@ def _docker_ce_repository(s: Settings) -> None:
     )
     source = files.put(
         name="Add Docker's apt repository (deb822)",
-        src=StringIO(template("etc/apt/sources.list.d/docker.sources", s,
-                              codename=codename, arch=arch, url=url)),
+        src=StringIO(
+            template(
+                "etc/apt/sources.list.d/docker.sources", s, codename=codename, arch=arch, url=url
+            )
+        ),
         dest="/etc/apt/sources.list.d/docker.sources",
         mode="0644",
     )

@@ -48,22 +48,33 @@ def apply(s: Settings, restart_triggers: list[OperationMeta]) -> None:
     config_dir = d["registry_config_dir"]
     files.directory(
         name=f"Create the data directory {d['registry_data_dir']}, owned by the container user",
-        path=d["registry_data_dir"], user=d["registry_user"], group=d["registry_user"],
+        path=d["registry_data_dir"],
+        user=d["registry_user"],
+        group=d["registry_user"],
         mode="0750",
     )
     http_secret = secrets.http_secret(s.secrets_root, s.registry_name)
     config = secret_file(
         name="Write the registry config (the whole of it)",
         src=Secret(render.registry_config(s, http_secret)),
-        path=f"{config_dir}/config.yml", uid=0, gid=d["registry_gid"], mode="0640",
+        path=f"{config_dir}/config.yml",
+        uid=0,
+        gid=d["registry_gid"],
+        mode="0640",
     )
     secret_file(
         name="Write the read-only variant of the config that GC switches to",
         src=Secret(render.registry_config(s, http_secret, readonly=True)),
-        path=f"{config_dir}/config-readonly.yml", uid=0, gid=d["registry_gid"], mode="0640",
+        path=f"{config_dir}/config-readonly.yml",
+        uid=0,
+        gid=d["registry_gid"],
+        mode="0640",
     )
-    files.link(name="Point the registry at its normal config", path=f"{config_dir}/serve.yml",
-               target="config.yml")
+    files.link(
+        name="Point the registry at its normal config",
+        path=f"{config_dir}/serve.yml",
+        target="config.yml",
+    )
 
     _image(s)
 
@@ -71,17 +82,22 @@ def apply(s: Settings, restart_triggers: list[OperationMeta]) -> None:
     created = None
     if current != render.spec_hash(s):
         created = server.shell(
-            name=f"Create the registry container {name}" if current is None
+            name=f"Create the registry container {name}"
+            if current is None
             else f"Recreate the registry container {name} because its spec changed",
-            commands=[f"docker rm -f {name} >/dev/null 2>&1 || true",
-                      shlex.join(render.docker_run_argv(s))],
+            commands=[
+                f"docker rm -f {name} >/dev/null 2>&1 || true",
+                shlex.join(render.docker_run_argv(s)),
+            ],
         )
     triggers = [config, *restart_triggers]
     restarted = server.shell(
         name=f"Restart {name} because its config or certificates changed",
         commands=[f"docker restart {name}"],
-        _if=lambda: any(op.did_change() for op in triggers)
-        and not (created is not None and created.did_change()),
+        _if=lambda: (
+            any(op.did_change() for op in triggers)
+            and not (created is not None and created.did_change())
+        ),
     )
     server.shell(
         name="Wait until the registry answers through TLS",
@@ -98,11 +114,17 @@ def _image(s: Settings) -> None:
     if archive:
         remote = f"{IMAGES_DIR}/{Path(archive).name}"
         files.directory(name=f"Create {IMAGES_DIR}", path=IMAGES_DIR, mode="0700")
-        files.put(name=f"Upload the image archive {Path(archive).name}", src=archive,
-                  dest=remote, mode="0600")
-        server.shell(name=f"Load {image} from the archive (it is missing on the host)",
-                     commands=[f"docker image inspect {image} >/dev/null 2>&1 "
-                               f"|| docker load -i {remote}"])
+        files.put(
+            name=f"Upload the image archive {Path(archive).name}",
+            src=archive,
+            dest=remote,
+            mode="0600",
+        )
+        server.shell(
+            name=f"Load {image} from the archive (it is missing on the host)",
+            commands=[f"docker image inspect {image} >/dev/null 2>&1 || docker load -i {remote}"],
+        )
     else:
-        server.shell(name=f"Pull {image} (it is missing on the host)",
-                     commands=[f"docker pull {image}"])
+        server.shell(
+            name=f"Pull {image} (it is missing on the host)", commands=[f"docker pull {image}"]
+        )

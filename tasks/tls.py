@@ -32,8 +32,9 @@ def material(s: Settings) -> tuple[bytes, bytes, bytes | None]:
         )
     pki_dir = paths.pki_dir(s.secrets_root, s.registry_name)
     pki.ensure_ca(pki_dir)
-    cert = pki.ensure_server_cert(pki_dir, s.tls_names, days=s["registry_tls_days"],
-                                  renew_days=s["registry_tls_renew_days"])
+    cert = pki.ensure_server_cert(
+        pki_dir, s.tls_names, days=s["registry_tls_days"], renew_days=s["registry_tls_renew_days"]
+    )
     return cert.cert_pem, cert.key_pem, cert.ca_pem
 
 
@@ -43,24 +44,61 @@ def apply(s: Settings) -> list[OperationMeta]:
     cert, key, ca = material(s)
     gid = s["registry_gid"]
     config_dir = s["registry_config_dir"]
-    files.directory(name=f"Create {config_dir}, readable by the registry's group only",
-                    path=config_dir, user="root", group=s["registry_user"], mode="0750")
-    files.directory(name=f"Create {config_dir}/tls", path=f"{config_dir}/tls",
-                    user="root", group=s["registry_user"], mode="0750")
+    files.directory(
+        name=f"Create {config_dir}, readable by the registry's group only",
+        path=config_dir,
+        user="root",
+        group=s["registry_user"],
+        mode="0750",
+    )
+    files.directory(
+        name=f"Create {config_dir}/tls",
+        path=f"{config_dir}/tls",
+        user="root",
+        group=s["registry_user"],
+        mode="0750",
+    )
     changed = [
-        secret_file(name="Upload the registry's TLS certificate", src=Secret(cert),
-                    path=f"{config_dir}/tls/server.crt", uid=0, gid=gid, mode="0644"),
-        secret_file(name="Upload the registry's TLS key (root-owned, group-readable only)",
-                    src=Secret(key), path=f"{config_dir}/tls/server.key",
-                    uid=0, gid=gid, mode="0640"),
+        secret_file(
+            name="Upload the registry's TLS certificate",
+            src=Secret(cert),
+            path=f"{config_dir}/tls/server.crt",
+            uid=0,
+            gid=gid,
+            mode="0644",
+        ),
+        secret_file(
+            name="Upload the registry's TLS key (root-owned, group-readable only)",
+            src=Secret(key),
+            path=f"{config_dir}/tls/server.key",
+            uid=0,
+            gid=gid,
+            mode="0640",
+        ),
     ]
     if ca is not None:
-        secret_file(name="Upload the CA certificate beside the registry's certificate",
-                    src=Secret(ca), path=f"{config_dir}/tls/ca.crt", uid=0, gid=gid, mode="0644")
+        secret_file(
+            name="Upload the CA certificate beside the registry's certificate",
+            src=Secret(ca),
+            path=f"{config_dir}/tls/ca.crt",
+            uid=0,
+            gid=gid,
+            mode="0644",
+        )
         certs_d = f"/etc/docker/certs.d/{s.registry_address}"
-        files.directory(name="Create the host Docker's trust directory for the registry",
-                        path=certs_d, user="root", group="root", mode="0755")
-        files.put(name="Make the host's Docker trust the registry's CA",
-                  src=StringIO(ca.decode()), dest=f"{certs_d}/ca.crt",
-                  user="root", group="root", mode="0644")
+        files.directory(
+            name="Create the host Docker's trust directory for the registry",
+            path=certs_d,
+            user="root",
+            group="root",
+            mode="0755",
+        )
+        files.put(
+            name="Make the host's Docker trust the registry's CA",
+            src=StringIO(ca.decode()),
+            dest=f"{certs_d}/ca.crt",
+            user="root",
+            group="root",
+            mode="0644",
+        )
     return changed

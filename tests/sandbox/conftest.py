@@ -42,8 +42,13 @@ def _docker_ready() -> bool:
 
 
 def regops(*args: str, check: bool = True, timeout: int = 1200) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "-m", "regops.cli", *args], cwd=ROOT,
-                            capture_output=True, text=True, timeout=timeout)
+    result = subprocess.run(
+        [sys.executable, "-m", "regops.cli", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     if check and result.returncode != 0:
         raise AssertionError(f"regops {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
     return result
@@ -61,8 +66,9 @@ def deploy(*extra: str, limit: str | None = None, env: dict[str, str] | None = N
     if limit:
         args += ["--limit", limit]
     environ = {**os.environ, "REGOPS_SANDBOX": SANDBOX, **(env or {})}
-    result = subprocess.run(args, cwd=ROOT, env=environ, capture_output=True, text=True,
-                            timeout=1500)
+    result = subprocess.run(
+        args, cwd=ROOT, env=environ, capture_output=True, text=True, timeout=1500
+    )
     return Deploy(result.returncode, result.stdout + result.stderr)
 
 
@@ -105,11 +111,32 @@ def demo_password(h: dict) -> str:
     return Path(h["demo_password_file"]).read_text().strip()
 
 
-def client(h: dict, password: str | None = None, ca: bool = True,
-           username: str | None = None) -> RegistryClient:
-    return RegistryClient(h["registry_url"], username or h["demo_user"],
-                          password if password is not None else demo_password(h),
-                          ca_file=h["ca_path"] if ca else None)
+def secret_values(hosts: dict[str, dict]) -> list[str]:
+    """Every secret the deploy handles: passwords, http.secret, private keys (a PEM line)."""
+    from regops import paths, secrets
+
+    values = []
+    for h in hosts.values():
+        root, name = Path(h["ca_path"]).parents[2], h["registry_name"]
+        pki = paths.pki_dir(root, name)
+        values += [
+            demo_password(h),
+            secrets.http_secret(root, name),
+            (pki / "server.key").read_text().splitlines()[1],
+            (pki / "ca.key").read_text().splitlines()[1],
+        ]
+    return values
+
+
+def client(
+    h: dict, password: str | None = None, ca: bool = True, username: str | None = None
+) -> RegistryClient:
+    return RegistryClient(
+        h["registry_url"],
+        username or h["demo_user"],
+        password if password is not None else demo_password(h),
+        ca_file=h["ca_path"] if ca else None,
+    )
 
 
 @pytest.fixture(params=list(HOSTS))

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
+import subprocess
+from pathlib import Path
 
-import pytest
-
-from tests.sandbox.conftest import Deploy, demo_password
+from tests.sandbox.conftest import Deploy, secret_values
 
 
 def _inspect(th, name: str = "registry") -> dict:
@@ -60,13 +60,19 @@ def test_files_modes_and_owners(th, host_info):
     data = th.file("/var/lib/registry")
     assert (data.uid, data.gid, data.mode) == (5000, 5000, 0o750)
     assert th.file("/etc/docker/registry/serve.yml").linked_to == (
-        "/etc/docker/registry/config.yml")
+        "/etc/docker/registry/config.yml"
+    )
 
 
 def test_config_is_the_whole_registry_config(th):
     config = th.file("/etc/docker/registry/config.yml").content_string
-    for line in ("enabled: true", "minimumtls: tls1.2", "X-Content-Type-Options: [nosniff]",
-                 "path: /etc/docker/registry/htpasswd", "formatter: json"):
+    for line in (
+        "enabled: true",
+        "minimumtls: tls1.2",
+        "X-Content-Type-Options: [nosniff]",
+        "path: /etc/docker/registry/htpasswd",
+        "formatter: json",
+    ):
         assert line in config
     assert "debug:" not in config
 
@@ -74,7 +80,7 @@ def test_config_is_the_whole_registry_config(th):
 def test_host_docker_trusts_the_ca(th, host_info):
     ca = th.file(f"/etc/docker/certs.d/{host_info['registry_name']}:5000/ca.crt")
     assert ca.exists and ca.mode == 0o644
-    assert ca.content_string.strip() == open(host_info["ca_path"]).read().strip()
+    assert ca.content_string.strip() == Path(host_info["ca_path"]).read_text().strip()
 
 
 def test_gc_cron_job_installed(th):
@@ -94,21 +100,8 @@ def test_htpasswd_was_there_before_the_registry_started(th):
     assert "docker:" not in th.file("/etc/docker/registry/htpasswd").content_string
 
 
-@pytest.mark.usefixtures("hosts")
-def test_no_secret_in_deploy_output_or_tracked_files(first_deploy: Deploy, hosts, sandbox):
-    import subprocess
-    from pathlib import Path
-
-    from regops import paths, secrets
-
-    root = Path(hosts["sb1"]["ca_path"]).parents[2]
-    values = []
-    for h in hosts.values():
-        name = h["registry_name"]
-        values += [demo_password(h), secrets.http_secret(root, name),
-                   (paths.pki_dir(root, name) / "server.key").read_text().splitlines()[1],
-                   (paths.pki_dir(root, name) / "ca.key").read_text().splitlines()[1]]
-    for value in values:
+def test_no_secret_in_deploy_output_or_tracked_files(first_deploy: Deploy, hosts):
+    for value in secret_values(hosts):
         assert value not in first_deploy.output
         grep = subprocess.run(["git", "grep", "-qF", value], capture_output=True)
         assert grep.returncode == 1, "a secret is in a tracked file"

@@ -17,20 +17,36 @@ from tests.sandbox.conftest import client, demo_password
 REPO = "team/project/service"
 
 
-def _push(h: dict, layout: Path, tag: str, repo: str = REPO, password: str | None = None,
-          all_images: bool = False):
+def _push(
+    h: dict,
+    layout: Path,
+    tag: str,
+    repo: str = REPO,
+    password: str | None = None,
+    all_images: bool = False,
+):
     registry = f"127.0.0.1:{h['registry_published_port']}"
-    return skopeo.copy(f"oci:{layout}:{tag}", f"docker://{registry}/{repo}:{tag}",
-                       registry=registry, username=h["demo_user"],
-                       password=password or demo_password(h), ca_file=h["ca_path"],
-                       all_images=all_images)
+    return skopeo.copy(
+        f"oci:{layout}:{tag}",
+        f"docker://{registry}/{repo}:{tag}",
+        registry=registry,
+        username=h["demo_user"],
+        password=password or demo_password(h),
+        ca_file=h["ca_path"],
+        all_images=all_images,
+    )
 
 
 def _pull(h: dict, repo: str, tag: str, dest: Path, ca: bool = True):
     registry = f"127.0.0.1:{h['registry_published_port']}"
-    return skopeo.copy(f"docker://{registry}/{repo}:{tag}", f"oci:{dest}:{tag}",
-                       registry=registry, username=h["demo_user"], password=demo_password(h),
-                       ca_file=h["ca_path"] if ca else None)
+    return skopeo.copy(
+        f"docker://{registry}/{repo}:{tag}",
+        f"oci:{dest}:{tag}",
+        registry=registry,
+        username=h["demo_user"],
+        password=demo_password(h),
+        ca_file=h["ca_path"] if ca else None,
+    )
 
 
 def test_skopeo_push_and_pull_three_level_namespace_with_login(host_info, tmp_path):
@@ -51,8 +67,10 @@ def test_skopeo_push_and_pull_three_level_namespace_with_login(host_info, tmp_pa
 def test_docker_cli_on_the_host_logs_in_pushes_and_pulls(th, host_info):
     ref = f"{host_info['registry_name']}:5000/{REPO}:docker-cli"
     password = shlex.quote(demo_password(host_info))
-    th.check_output(f"printf %s {password} | docker login -u demo --password-stdin "
-                    f"{host_info['registry_name']}:5000")
+    th.check_output(
+        f"printf %s {password} | docker login -u demo --password-stdin "
+        f"{host_info['registry_name']}:5000"
+    )
     try:
         th.check_output(f"tar -C /etc -c hostname os-release | docker import - {ref}")
         push = th.run(f"docker push {ref}")
@@ -94,9 +112,13 @@ def test_tls_below_1_2_is_refused(host_info):
     context.minimum_version = ssl.TLSVersion.TLSv1
     context.maximum_version = ssl.TLSVersion.TLSv1_1
     context.set_ciphers("ALL:@SECLEVEL=0")
-    with pytest.raises(ssl.SSLError), socket.create_connection(
-        ("127.0.0.1", host_info["registry_published_port"]), timeout=10
-    ) as sock, context.wrap_socket(sock, server_hostname="127.0.0.1"):
+    with (
+        pytest.raises(ssl.SSLError),
+        socket.create_connection(
+            ("127.0.0.1", host_info["registry_published_port"]), timeout=10
+        ) as sock,
+        context.wrap_socket(sock, server_hostname="127.0.0.1"),
+    ):
         pass
 
 

@@ -20,9 +20,11 @@ def _cron_command(th) -> str:
         fields = line.split()
         if len(fields) > 6 and fields[5] == "root":
             command = " ".join(fields[6:])
-            return ("env -i SHELL=/bin/bash "
-                    "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin "
-                    f"/bin/bash -c {shlex.quote(command)}")
+            return (
+                "env -i SHELL=/bin/bash "
+                "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin "
+                f"/bin/bash -c {shlex.quote(command)}"
+            )
     raise AssertionError("no job line in /etc/cron.d/regops-gc")
 
 
@@ -38,8 +40,12 @@ def test_gc_frees_deleted_blobs_and_keeps_every_other_image(th, host_info, tmp_p
     assert _push(host_info, tmp_path / "big", "big", repo="team/gc/big").returncode == 0
     assert _push(host_info, tmp_path / "keep", "keep", repo="team/gc/keep").returncode == 0
 
-    survivors = {(repo, tag): c.digest(repo, tag)
-                 for repo in c.catalog() if repo != "team/gc/big" for tag in c.tags(repo)}
+    survivors = {
+        (repo, tag): c.digest(repo, tag)
+        for repo in c.catalog()
+        if repo != "team/gc/big"
+        for tag in c.tags(repo)
+    }
     assert survivors[("team/gc/keep", "keep")] == keep.digest
     c.delete_manifest("team/gc/big", big.digest)
     before = _du(th)

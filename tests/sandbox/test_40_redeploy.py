@@ -11,7 +11,7 @@ import re
 
 import pytest
 
-from tests.sandbox.conftest import client, demo_password, deploy, ssh_host
+from tests.sandbox.conftest import client, demo_password, deploy, secret_values, ssh_host
 
 REPO = "team/project/service"
 
@@ -49,8 +49,8 @@ def test_second_deploy_changes_nothing_and_restarts_nothing(hosts, settled):
     assert result.returncode == 0, result.output[-4000:]
     assert _changed_ops(result.output) == 0, result.output[-6000:]
     assert _state(hosts) == settled
-    for h in hosts.values():
-        assert demo_password(h) not in result.output
+    for value in secret_values(hosts):
+        assert value not in result.output
 
 
 def test_bad_data_stops_before_any_host_changes(hosts, settled):
@@ -84,7 +84,8 @@ def test_port_change_recreates_and_data_survives(hosts, settled):
         th = ssh_host(h)
         assert REPO in _catalog_inside(th, h, 5001)
         ports = json.loads(th.check_output("docker inspect registry"))[0]["HostConfig"][
-            "PortBindings"]
+            "PortBindings"
+        ]
         assert ports == {"5000/tcp": [{"HostIp": "0.0.0.0", "HostPort": "5001"}]}
 
 
@@ -94,7 +95,6 @@ def test_back_to_the_defaults_keeps_the_data(hosts, settled):
     for h in hosts.values():
         c = client(h)
         assert REPO in c.catalog() and "1.0" in c.tags(REPO)
-        assert "level: info" in ssh_host(h).file(
-            "/etc/docker/registry/config.yml").content_string
+        assert "level: info" in ssh_host(h).file("/etc/docker/registry/config.yml").content_string
     again = deploy()
     assert _changed_ops(again.output) == 0, again.output[-6000:]

@@ -21,26 +21,44 @@ def _inventory(tmp_path: Path, hosts: list[tuple[str, dict]]) -> Path:
 
 
 def _pyinfra(inventory: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    environ = {**os.environ, "PYINFRA_FAKE_DELAY": "0", "PYINFRA_FAKE_DELAY_JITTER": "0",
-               **(env or {})}
+    environ = {
+        **os.environ,
+        "PYINFRA_FAKE_DELAY": "0",
+        "PYINFRA_FAKE_DELAY_JITTER": "0",
+        **(env or {}),
+    }
     return subprocess.run(
         [sys.executable, "-m", "pyinfra", str(inventory), "deploy.py", "-y", *args],
-        cwd=ROOT, env=environ, capture_output=True, text=True, timeout=120,
+        cwd=ROOT,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
 def _host(name: str, secrets_dir: Path, **data) -> tuple[str, dict]:
-    return (f"@fake/{name}", {"registry_name": f"{name}.example.com",
-                              "registry_secrets_dir": str(secrets_dir),
-                              "fake_responses": {"uname -s": "Linux", "useradd": "/usr/sbin/useradd"},
-                              **data})
+    return (
+        f"@fake/{name}",
+        {
+            "registry_name": f"{name}.example.com",
+            "registry_secrets_dir": str(secrets_dir),
+            "fake_responses": {"uname -s": "Linux", "useradd": "/usr/sbin/useradd"},
+            **data,
+        },
+    )
 
 
 def test_plan_runs_every_concern(tmp_path, secrets_dir):
     result = _pyinfra(_inventory(tmp_path, [_host("reg1", secrets_dir)]))
     assert result.returncode == 0, result.stderr
-    for concern in ("Docker engine |", "TLS certificates |", "Registry users |",
-                    "Registry |", "Garbage collection |"):
+    for concern in (
+        "Docker engine |",
+        "TLS certificates |",
+        "Registry users |",
+        "Registry |",
+        "Garbage collection |",
+    ):
         assert concern in result.stdout + result.stderr
 
 
@@ -53,8 +71,7 @@ def test_plan_runs_every_concern(tmp_path, secrets_dir):
         ({"registry_users": ["ci", "ci"]}, "registry_users"),
     ],
 )
-def test_bad_data_on_one_host_stops_every_host_before_any_change(tmp_path, secrets_dir, data,
-                                                                 key):
+def test_bad_data_on_one_host_stops_every_host_before_any_change(tmp_path, secrets_dir, data, key):
     hosts = [_host("good", secrets_dir), _host("bad", secrets_dir, **data)]
     result = _pyinfra(_inventory(tmp_path, hosts))
     assert result.returncode != 0
@@ -83,3 +100,22 @@ def test_no_secret_in_output_even_verbose_with_diff(tmp_path, secrets_dir):
     for value in secret_values:
         assert value and value not in output
     assert "Write the registry config" in output
+
+
+def test_docker_ce_plan_adds_the_repository_and_its_key(tmp_path, secrets_dir):
+    host = _host("reg1", secrets_dir, registry_docker_source="docker-ce")
+    host[1]["fake_responses"]["release"] = [
+        "/etc/os-release",
+        "ID=debian",
+        "VERSION_CODENAME=bookworm",
+        "---",
+    ]
+    result = _pyinfra(_inventory(tmp_path, [host]))
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    for step in (
+        "Download Docker's apt signing key",
+        "Add Docker's apt repository (deb822)",
+        "Install Docker (docker-ce)",
+    ):
+        assert step in output

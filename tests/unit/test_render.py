@@ -24,8 +24,10 @@ def test_registry_config_is_complete_and_hardened(base_data):
     assert config["http"]["secret"] == "the-http-secret"
     tls = config["http"]["tls"]
     assert tls["minimumtls"] == "tls1.2"
-    assert tls["ciphersuites"] and all("CBC" not in c and "RSA_WITH" not in c.replace(
-        "ECDHE_RSA_WITH", "") for c in tls["ciphersuites"])
+    assert tls["ciphersuites"] and all(
+        "CBC" not in c and "RSA_WITH" not in c.replace("ECDHE_RSA_WITH", "")
+        for c in tls["ciphersuites"]
+    )
     assert tls["key"] == "/etc/docker/registry/tls/server.key"
     assert config["auth"]["htpasswd"]["path"] == "/etc/docker/registry/htpasswd"
     assert config["http"]["headers"]["X-Content-Type-Options"] == ["nosniff"]
@@ -61,9 +63,16 @@ def test_registry_3_uses_its_own_config_path(base_data):
 def test_container_is_hardened(base_data):
     argv = render.docker_run_argv(_settings(base_data, registry_bind_address="10.0.0.5"))
     joined = " ".join(argv)
-    for flag in ("--read-only", "--cap-drop ALL", "--security-opt no-new-privileges:true",
-                 "--user 5000:5000", "--memory 512m", "--pids-limit 256",
-                 "--restart unless-stopped", "--publish 10.0.0.5:5000:5000"):
+    for flag in (
+        "--read-only",
+        "--cap-drop ALL",
+        "--security-opt no-new-privileges:true",
+        "--user 5000:5000",
+        "--memory 512m",
+        "--pids-limit 256",
+        "--restart unless-stopped",
+        "--publish 10.0.0.5:5000:5000",
+    ):
         assert flag in joined
     assert "--privileged" not in joined and "--network host" not in joined
     assert f"{render.SPEC_LABEL}=" in joined
@@ -94,14 +103,40 @@ def test_gc_script_is_valid_bash_and_follows_the_data(base_data, tmp_path):
     subprocess.run(["bash", "-n", str(path)], check=True)
     assert "--delete-untagged" in script and 'DELETE_UNTAGGED="0"' not in script
     assert "DELETE_UNTAGGED=0" in script
-    untagged = render.template("usr/local/sbin/regops-gc",
-                               _settings(base_data, registry_gc_delete_untagged=True))
+    untagged = render.template(
+        "usr/local/sbin/regops-gc", _settings(base_data, registry_gc_delete_untagged=True)
+    )
     assert "DELETE_UNTAGGED=1" in untagged
     assert "config-readonly.yml" in script and "flock -n 9" in script
     assert "{{.State.Running}}" in script
 
 
 def test_cron_file_uses_the_schedule(base_data):
-    cron = render.template("etc/cron.d/regops-gc", _settings(base_data,
-                                                              registry_gc_schedule="5 4 * * *"))
+    cron = render.template(
+        "etc/cron.d/regops-gc", _settings(base_data, registry_gc_schedule="5 4 * * *")
+    )
     assert "5 4 * * * root /usr/local/sbin/regops-gc" in cron
+
+
+def test_docker_ce_source_is_deb822_with_the_keyring(base_data):
+    s = _settings(base_data, registry_docker_source="docker-ce")
+    text = render.template(
+        "etc/apt/sources.list.d/docker.sources",
+        s,
+        codename="trixie",
+        arch="arm64",
+        url="https://download.docker.com/linux/debian",
+    )
+    fields = dict(
+        line.split(": ", 1)
+        for line in text.splitlines()
+        if ": " in line and not line.startswith("#")
+    )
+    assert fields == {
+        "Types": "deb",
+        "URIs": "https://download.docker.com/linux/debian",
+        "Suites": "trixie",
+        "Components": "stable",
+        "Architectures": "arm64",
+        "Signed-By": "/etc/apt/keyrings/docker.asc",
+    }

@@ -82,8 +82,9 @@ def test_major_version_from_image_and_config_path(base_data):
     assert s.major_version == 3 and s.container_config_dir == "/etc/distribution"
     digest = "registry@sha256:" + "a" * 64
     assert _error({**base_data, "registry_image": digest}).key == "registry_major_version"
-    s = load("reg1", {**base_data, "registry_image": digest, "registry_major_version": 2},
-             environ={})
+    s = load(
+        "reg1", {**base_data, "registry_image": digest, "registry_major_version": 2}, environ={}
+    )
     assert s.major_version == 2
 
 
@@ -129,9 +130,13 @@ def _pair(tmp_path: Path, names: list[str], days: int, start_days_ago: int = 1):
     )
     cert_path, key_path = tmp_path / f"{days}.crt", tmp_path / f"{days}.key"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     return cert_path, key_path
 
 
@@ -145,8 +150,9 @@ def test_provided_certificate_checks(base_data, tmp_path):
     assert error.key == "registry_tls_cert_file" and "does not match" in error.problem
 
     old_cert, old_key = _pair(tmp_path, ["reg.example.com"], -2, start_days_ago=30)
-    error = _error({**good, "registry_tls_cert_file": str(old_cert),
-                    "registry_tls_key_file": str(old_key)})
+    error = _error(
+        {**good, "registry_tls_cert_file": str(old_cert), "registry_tls_key_file": str(old_key)}
+    )
     assert "expired" in error.problem
 
     error = _error({**good, "registry_extra_names": ["mirror.example.com"]})

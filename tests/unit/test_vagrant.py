@@ -21,8 +21,9 @@ def test_vagrant_validate():
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail("vagrant is missing (scripts/setup installs it)")
         pytest.skip("vagrant is not installed")
-    result = subprocess.run(["vagrant", "validate"], cwd=ROOT, capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run(
+        ["vagrant", "validate"], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 

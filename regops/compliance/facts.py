@@ -1,0 +1,215 @@
+"""What a host looks like, read over SSH in one read-only command.
+
+One command instead of one per check: each SSH round trip costs a connection,
+and a single snapshot means every check sees the same moment. The command
+only runs `stat`, `cat`, `docker inspect`/`info` and reads /proc; it never
+reads a secret (the key, htpasswd and registry config are only `stat`ed).
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from regops.compliance.model import Unavailable
+from regops.settings import Settings
+
+_MARK = "@@regops-section"
+_END = "@@regops-rc"
+STATE_FILE = "/var/lib/regops/gc-last.json"
+GC_SCRIPT = "/usr/local/sbin/regops-gc"
+GC_CRON = "/etc/cron.d/regops-gc"
+DOCKER_SOCK = "/var/run/docker.sock"
+DOCKER_TIMEOUT = 30  # seconds for each docker call: a hung daemon must not hang the run
+
+
+@dataclass(frozen=True)
+class Stat:
+    path: str
+    kind: str
+    user: str
+    group: str
+    uid: int
+    gid: int
+    mode: int
+    mtime: int
+    ctime: int
+
+
+def paths_to_stat(s: Settings) -> list[str]:
+    config_dir = s["registry_config_dir"]
+    return [
+        "/etc/docker", "/etc/docker/daemon.json", DOCKER_SOCK, "/etc/docker/certs.d",
+        certs_d(s), f"{certs_d(s)}/ca.crt",
+        f"{config_dir}/tls/server.key", f"{config_dir}/htpasswd",
+        s["registry_data_dir"], GC_SCRIPT, GC_CRON, STATE_FILE,
+    ]
+
+
+def certs_d(s: Settings) -> str:
+    return f"/etc/docker/certs.d/{s.registry_address}"
+
+
+def sections(s: Settings) -> dict[str, str]:
+    """Section name -> shell command; each command only reads."""
+    d = s.data
+    docker = f"timeout {DOCKER_TIMEOUT} docker"
+    stat_format = "%n\t%F\t%U\t%G\t%u\t%g\t%a\t%Y\t%Z"
+    return {
+        "now": "date +%s",
+        "docker_info": f"{docker} info --format '{{{{json .}}}}'",
+        "bridge": f"{docker} network inspect bridge --format '{{{{json .Options}}}}'",
+        "daemon_json": "cat /etc/docker/daemon.json",
+        "container": f"{docker} inspect --type container "
+                     f"{shlex.quote(d['registry_container_name'])}",
+        "image": f"{docker} image inspect --format '{{{{.Id}}}}' "
+                 f"{shlex.quote(d['registry_image'])}",
+        "stat": f"stat -L -c '{stat_format}' "
+                + " ".join(shlex.quote(p) for p in paths_to_stat(s)) + " 2>/dev/null",
+        "certs_d_files": f"find {shlex.quote(certs_d(s))} -mindepth 1 -maxdepth 1 "
+                         f"-printf '%p\\t%y\\t%u\\t%g\\t%U\\t%G\\t%m\\n'",
+        "gc_state": f"cat {STATE_FILE}",
+        "gc_cron": f"cat {GC_CRON}",
+        "cron_active": "systemctl is-active cron",
+        "data_fs": f"stat -f -c '%b %a %S' {shlex.quote(d['registry_data_dir'])}",
+        "listen": "cat /proc/net/tcp /proc/net/tcp6 2>/dev/null",
+    }
+
+
+def script(s: Settings) -> str:
+    """All sections in one shell command, each followed by its exit status."""
+    parts = []
+    for name, command in sections(s).items():
+        parts.append(f"echo '{_MARK} {name}'; ( {command} ) 2>&1; rc=$?; echo; "
+                     f"echo \"{_END} {name} $rc\"")
+    return "; ".join(parts)
+
+
+def parse(output: str) -> dict[str, tuple[int, str]]:
+    """Section name -> (exit status, output) from what `script` printed."""
+    found: dict[str, tuple[int, str]] = {}
+    name: str | None = None
+    lines: list[str] = []
+    for line in output.splitlines():
+        if line.startswith(f"{_MARK} "):
+            name, lines = line.split(" ", 1)[1].strip(), []
+        elif line.startswith(f"{_END} ") and name is not None:
+            fields = line.split()
+            rc = int(fields[-1]) if fields[-1].lstrip("-").isdigit() else 1
+            text = "\n".join(lines)
+            found[name] = (rc, text[:-1] if text.endswith("\n") else text)
+            name = None
+        elif name is not None:
+            lines.append(line)
+    return found
+
+
+def parse_stat(text: str) -> dict[str, Stat]:
+    stats = {}
+    for line in text.splitlines():
+        fields = line.split("\t")
+        if len(fields) != 9:
+            continue
+        path, kind, user, group, uid, gid, mode, mtime, ctime = fields
+        stats[path.rstrip("/") or "/"] = Stat(path, kind, user, group, int(uid), int(gid),
+                                              int(mode, 8), int(mtime), int(ctime))
+    return stats
+
+
+def listening(proc_net_tcp: str) -> list[tuple[str, int]]:
+    """(address, port) of every listening TCP socket in /proc/net/tcp{,6} text."""
+    found = []
+    for line in proc_net_tcp.splitlines():
+        fields = line.split()
+        if len(fields) < 4 or fields[3] != "0A" or ":" not in fields[1]:
+            continue
+        address_hex, port_hex = fields[1].rsplit(":", 1)
+        found.append((_address(address_hex), int(port_hex, 16)))
+    return found
+
+
+def _address(hex_text: str) -> str:
+    import ipaddress
+
+    raw = bytes.fromhex(hex_text)
+    # /proc prints each 32-bit word in host (little-endian) order.
+    words = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+    return str(ipaddress.ip_address(words))
+
+
+@dataclass
+class HostFacts:
+    """The snapshot, or why there is none; accessors raise Unavailable for missing parts."""
+
+    sections: dict[str, tuple[int, str]] = field(default_factory=dict)
+    unreachable: str | None = None
+
+    def _section(self, name: str) -> tuple[int, str]:
+        if self.unreachable is not None:
+            raise Unavailable(self.unreachable)
+        if name not in self.sections:
+            raise Unavailable(f"the host did not answer for {name}")
+        return self.sections[name]
+
+    def text(self, name: str, missing: str) -> str:
+        rc, out = self._section(name)
+        if rc != 0:
+            raise Unavailable(f"{missing}: {first_line(out)}")
+        return out
+
+    def optional_text(self, name: str) -> str | None:
+        rc, out = self._section(name)
+        return out if rc == 0 else None
+
+    def json(self, name: str, missing: str) -> Any:
+        text = self.text(name, missing)
+        try:
+            return json.loads(text)
+        except ValueError:
+            raise Unavailable(f"{missing}: not JSON: {first_line(text)}") from None
+
+    def now(self) -> int:
+        return int(self.text("now", "cannot read the host's clock").strip())
+
+    def container(self) -> dict[str, Any]:
+        found = self.json("container", "no registry container on the host")
+        if not found:
+            raise Unavailable("no registry container on the host")
+        return found[0]
+
+    def docker_info(self) -> dict[str, Any]:
+        return self.json("docker_info", "Docker does not answer on the host")
+
+    def stats(self) -> dict[str, Stat]:
+        return parse_stat(self._section("stat")[1])
+
+    def stat(self, path: str) -> Stat | None:
+        return self.stats().get(path.rstrip("/"))
+
+
+def first_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[0][:200] if lines else "(no output)"
+
+
+def collect(run: Callable[[str], Any], s: Settings) -> HostFacts:
+    """Run the snapshot command through `run` (testinfra's `host.run`)."""
+    try:
+        result = run(script(s))
+    except Exception as error:  # noqa: BLE001 - any SSH failure is "unreachable", not a crash
+        return HostFacts(unreachable=f"cannot reach the host over SSH: {_ssh_error(error)}")
+    found = parse(result.stdout)
+    if not found:
+        reason = first_line(result.stderr or result.stdout)
+        return HostFacts(unreachable=f"the host gave no readable answer: {reason}")
+    return HostFacts(sections=found)
+
+
+def _ssh_error(error: Exception) -> str:
+    """testinfra raises RuntimeError(CommandResult) on ssh's exit 255; keep its stderr line."""
+    arg = error.args[0] if error.args else error
+    stderr = getattr(arg, "stderr", None)
+    return first_line(stderr) if stderr else first_line(str(arg))

@@ -1,0 +1,78 @@
+"""Run the selected checks on every host of an inventory, read-only.
+
+Per host: its data is checked without touching secrets (no password is
+resolved or generated), one SSH command reads the host, and the operator's
+machine probes the API URL. Whatever fails on the way becomes results of
+that host (error or fail), never an exception out of the run.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from regops.compliance import facts as facts_mod
+from regops.compliance.checks import Context, Options
+from regops.compliance.model import Check, HostReport, Result, Run, Status, Unavailable
+from regops.compliance.probes import Probes, Target
+from regops.inventory import InventoryHost
+from regops.settings import ConfigError, Settings, tls_names
+
+INVENTORY_CHECK = "inventory"
+
+
+def settings_without_secrets(h: InventoryHost) -> Settings:
+    """Settings for checking: the data validated, users left out so nothing is generated."""
+    data = h.checked_data()
+    return Settings(
+        host=h.name, data=data, registry_name=data["registry_name"],
+        major_version=data["registry_major_version"], tls_names=tls_names(data),
+        secrets_root=Path(data["registry_secrets_dir"]).absolute(), users=[],
+    )
+
+
+def run_check(check: Check, context: Context) -> Result:
+    try:
+        verdict = check.run(context)
+        status, detail, remedy = verdict.status, verdict.detail, verdict.remedy
+    except Unavailable as why:
+        status, detail, remedy = Status.ERROR, f"cannot check: {why}", ""
+    except Exception as error:  # noqa: BLE001 - one broken check must not hide the others
+        status, detail, remedy = Status.ERROR, f"check crashed: {type(error).__name__}: {error}", ""
+    return Result(context.s.host, check.id, check.title, check.reference, status,
+                  " ".join(detail.split()), remedy)
+
+
+def check_host(h: InventoryHost, checks: Sequence[Check], options: Options,
+               connect: Callable[[InventoryHost], Any] | None = None) -> HostReport:
+    try:
+        s = settings_without_secrets(h)
+        target = Target.of(s)
+    except (ConfigError, ValueError) as error:
+        report = HostReport(h.name, "-")
+        report.results.append(Result(h.name, INVENTORY_CHECK, "The host's inventory data is valid",
+                                     "regops", Status.ERROR, f"cannot check: {error}"))
+        return report
+    needs_host = any(c.side == "host" for c in checks)
+    if needs_host:
+        try:
+            host = (connect or InventoryHost.testinfra)(h)
+            snapshot = facts_mod.collect(host.run, s)
+        except Exception as error:  # noqa: BLE001 - e.g. testinfra missing or a bad ssh spec
+            snapshot = facts_mod.HostFacts(unreachable=f"cannot reach the host over SSH: {error}")
+    else:
+        snapshot = facts_mod.HostFacts(unreachable="not read (only operator-side checks chosen)")
+    context = Context(s, snapshot, Probes(s), options)
+    report = HostReport(h.name, f"{s.registry_name} via {target}")
+    report.results.extend(run_check(check, context) for check in checks)
+    return report
+
+
+def run(hosts: Sequence[InventoryHost], checks: Sequence[Check], options: Options,
+        accept_limitations: bool = False,
+        connect: Callable[[InventoryHost], Any] | None = None) -> Run:
+    started = time.time()
+    reports = [check_host(h, checks, options, connect) for h in hosts]
+    return Run(reports, accept_limitations=accept_limitations, started=started)

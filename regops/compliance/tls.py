@@ -1,0 +1,116 @@
+"""The Mozilla "intermediate" TLS profile, checked with sslyze against the registry.
+
+The registry's Go TLS stack offers the P-521 curve (secp521r1) and has no
+setting to remove it, so a registry serving TLS itself cannot meet the
+profile. That one finding is reported as a known limitation with its remedy;
+anything else the profile finds is a plain failure.
+"""
+
+from __future__ import annotations
+
+import socket
+import warnings
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from regops.compliance.model import Unavailable, Verdict, fail, limitation, ok
+from regops.compliance.probes import Target
+
+KNOWN_CURVES = frozenset({"secp521r1"})
+LIMITATION = ("the registry's Go TLS offers curve P-521 (secp521r1) and has no setting to "
+              "remove it")
+REMEDY = ("put a TLS-terminating proxy that offers only X25519, P-256 and P-384 in front of the "
+          "registry (on the regops roadmap), or accept it with --accept-limitations")
+
+
+def classify(issues: dict[str, str], outside_profile: Iterable[str]) -> Verdict:
+    """Verdict from the profile checker's issues and the offered curves the profile lacks."""
+    if not issues:
+        return ok("meets Mozilla intermediate (TLS 1.2/1.3, AEAD suites, allowed curves)")
+    outside = set(outside_profile)
+    others = {k: v for k, v in issues.items() if k != "tls_curves"}
+    if set(issues) == {"tls_curves"} and outside and outside <= KNOWN_CURVES:
+        return limitation(LIMITATION, REMEDY)
+    parts = [f"{key}: {text}" for key, text in sorted(others.items())]
+    if "tls_curves" in issues:
+        parts.append(f"tls_curves: {issues['tls_curves']}")
+    if outside & KNOWN_CURVES:
+        parts.append("(P-521 alone would be the known limitation)")
+    return fail("; ".join(parts), "offer only what the profile allows "
+                "(registry_tls_cipher_suites, registry TLS settings)")
+
+
+def _scan(target: Target, ca_file: str | None, timeout: int) -> Any:
+    from sslyze import (
+        CertificateInfoExtraArgument,
+        ScanCommandsExtraArguments,
+        Scanner,
+        ServerNetworkConfiguration,
+        ServerNetworkLocation,
+        ServerScanRequest,
+    )
+    from sslyze.mozilla_tls_profile.tls_config_checker import (
+        SCAN_COMMANDS_NEEDED_BY_MOZILLA_CHECKER,
+    )
+
+    try:
+        address = socket.getaddrinfo(target.host, target.port, proto=socket.IPPROTO_TCP)[0][4][0]
+    except OSError as error:
+        raise Unavailable(f"cannot resolve {target.host}: {error}") from None
+    extra = ScanCommandsExtraArguments(
+        certificate_info=CertificateInfoExtraArgument(custom_ca_file=Path(ca_file))
+    ) if ca_file and Path(ca_file).is_file() else ScanCommandsExtraArguments()
+    request = ServerScanRequest(
+        server_location=ServerNetworkLocation(target.server_name, target.port, ip_address=address),
+        network_configuration=ServerNetworkConfiguration(
+            tls_server_name_indication=target.server_name, network_timeout=timeout,
+            network_max_retries=1),
+        scan_commands=SCAN_COMMANDS_NEEDED_BY_MOZILLA_CHECKER,
+        scan_commands_extra_arguments=extra,
+    )
+    scanner = Scanner()
+    scanner.queue_scans([request])
+    return next(iter(scanner.get_results()))
+
+
+def evaluate(result: Any, checker: Callable[..., None] | None = None) -> Verdict:
+    """Verdict for one sslyze ServerScanResult."""
+    from sslyze import ServerScanStatusEnum
+    from sslyze.mozilla_tls_profile.tls_config_checker import (
+        MozillaTlsConfiguration,
+        ServerNotCompliantWithTlsConfiguration,
+        ServerScanResultIncomplete,
+        TlsConfigurationEnum,
+        check_server_against_tls_configuration,
+    )
+
+    if result.scan_status != ServerScanStatusEnum.COMPLETED:
+        trace = getattr(result, "connectivity_error_trace", None)
+        raise Unavailable(f"sslyze could not connect: {_last_line(trace)}")
+    profile = MozillaTlsConfiguration.get(TlsConfigurationEnum.MOZILLA_INTERMEDIATE)
+    try:
+        (checker or check_server_against_tls_configuration)(result, profile)
+        issues: dict[str, str] = {}
+    except ServerNotCompliantWithTlsConfiguration as error:
+        issues = dict(error.issues)
+    except ServerScanResultIncomplete as error:
+        raise Unavailable(f"sslyze scan incomplete: {error}") from None
+    curves_result = result.scan_result.elliptic_curves.result
+    offered = {c.name for c in (curves_result.supported_curves or [])} if curves_result else set()
+    return classify(issues, offered - set(profile.tls_curves))
+
+
+def check_mozilla_intermediate(target: Target, ca_file: str | None, timeout: int = 10) -> Verdict:
+    with warnings.catch_warnings():
+        # sslyze's bundled trust stores hold old certificates that cryptography warns about.
+        warnings.simplefilter("ignore")
+        return evaluate(_scan(target, ca_file, timeout))
+
+
+def _last_line(trace: Any) -> str:
+    if trace is None:
+        return "no detail"
+    text = "".join(trace.format()) if hasattr(trace, "format") else str(trace)
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1][:200] if lines else "no detail"
