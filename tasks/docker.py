@@ -9,12 +9,14 @@ from io import StringIO
 
 from pyinfra import host
 from pyinfra.api import deploy
+from pyinfra.facts.deb import DebPackages
 from pyinfra.facts.server import Arch, LinuxDistribution
 from pyinfra.operations import apt, files, systemd
 
 from regops.render import daemon_json, template
 from regops.settings import Settings
 
+TOOLS = ["ca-certificates", "curl", "cron"]
 PACKAGES = {
     "debian": ["docker.io"],
     "docker-ce": ["docker-ce", "docker-ce-cli", "containerd.io"],
@@ -23,11 +25,14 @@ PACKAGES = {
 
 @deploy("Docker engine")
 def apply(s: Settings) -> None:
+    installed = host.get_fact(DebPackages)
+    wanted = [*TOOLS, *PACKAGES[s["registry_docker_source"]]]
+    if any(package not in installed for package in wanted):
+        # Only then: a refresh on every run would make no deploy a no-op.
+        apt.update(name="Refresh apt's package lists (packages are missing)")
     apt.packages(
         name="Install the tools the deploy and the GC job use (curl, cron, certificates)",
-        packages=["ca-certificates", "curl", "cron"],
-        update=True,
-        cache_time=3600,
+        packages=TOOLS,
     )
     if s["registry_docker_source"] == "docker-ce":
         _docker_ce_repository(s)
