@@ -605,21 +605,27 @@ def prune(inventory: str, host_name: str | None, user: str | None, as_json: bool
 # --------------------------------------------------------------------------- du
 
 
+def in_namespace(repository: str, namespace: str | None) -> bool:
+    return not namespace or repository == namespace or repository.startswith(namespace + "/")
+
+
 @click.command()
+@click.argument("namespace", required=False)
 @_options
 @_workers
 @_guard
-def du(inventory: str, host_name: str | None, user: str | None, as_json: bool,
-       workers: int) -> None:
-    """Storage per repository and per namespace, from the API.
+def du(namespace: str | None, inventory: str, host_name: str | None, user: str | None,
+       as_json: bool, workers: int) -> None:
+    """Storage per repository and per namespace, from the API [only under NAMESPACE].
 
     Each line counts a blob once however many of its repositories share it, as
     the registry stores it once; so does the total. Only what tags reach is
     seen: untagged manifests and blobs awaiting GC are not.
     """
+    namespace = namespace.strip("/") if namespace else None
     target = connect(pick_host(inventory, host_name), user)
     client = target.client
-    repositories = sorted(client.catalog())
+    repositories = sorted(r for r in client.catalog() if in_namespace(r, namespace))
     listed = parallel(client.tags, repositories, workers)
     work: list[tuple[str, str]] = []
     problems = []
@@ -642,13 +648,15 @@ def du(inventory: str, host_name: str | None, user: str | None, as_json: bool,
         blobs[repository].update(image.all_blobs())
         tag_count[repository] += 1
     per_repo, per_ns, total = disk_usage(blobs, tag_count)
+    # Namespaces above the one asked for would only count part of their repositories.
+    per_ns = {n: u for n, u in per_ns.items() if in_namespace(n, namespace)}
 
     def usage(u: Any, with_repos: bool = False) -> dict[str, int]:
         doc = {"bytes": u.bytes, "blobs": u.blobs, "tags": u.tags}
         return {**doc, "repositories": u.repositories} if with_repos else doc
 
     if as_json:
-        _emit({"host": target.host.name,
+        _emit({"host": target.host.name, "namespace": namespace,
                "repositories": {r: usage(u) for r, u in per_repo.items()},
                "namespaces": {n: usage(u, True) for n, u in per_ns.items()},
                "total": usage(total, True), "errors": problems})

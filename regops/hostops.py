@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from regops import endpoint, paths, pki, secrets
@@ -173,7 +174,7 @@ def container_state(inspect_json: str) -> dict[str, Any]:
     }
 
 
-def cert_summary(cert: Any, now: datetime | None = None) -> dict[str, Any]:
+def cert_summary(cert: x509.Certificate, now: datetime | None = None) -> dict[str, Any]:
     """What status output says of a certificate: serial, expiry, days left, names."""
     info = pki.cert_info(cert.public_bytes(Encoding.PEM), now)
     return {
@@ -317,7 +318,7 @@ def run_remote(h: InventoryHost, command: str) -> tuple[int, str, str]:
         result = error.args[0] if error.args else None
         detail = getattr(result, "stderr", "") or str(error)
         last = [line for line in str(detail).strip().splitlines() if line.strip()]
-        raise OpsError(f"{h.name}: ssh failed: {last[-1] if last else 'exit 255'}") from None
+        raise OpsError(f"ssh failed: {last[-1] if last else 'exit 255'}") from None
     return result.rc, result.stdout, result.stderr
 
 
@@ -375,7 +376,8 @@ def run_gc(hosts: Sequence[InventoryHost]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- certificates
 
 
-def served_certificate(api_url: str, server_name: str, timeout: float = 10) -> Any:
+def served_certificate(api_url: str, server_name: str, timeout: float = 10
+                       ) -> x509.Certificate:
     """The leaf certificate the registry actually serves at `api_url` (not validated here:
     `status` checks trust separately, and an untrusted certificate is still worth reading)."""
     parts = urllib.parse.urlsplit(api_url)
@@ -548,12 +550,20 @@ def status_command(s: Settings) -> str:
     ])
 
 
+def api_client(s: Settings, user: str | None = None, password: str | None = None
+               ) -> RegistryClient:
+    """A client that trusts the registry's CA; a missing CA file is a one-line error."""
+    ca = endpoint.ca_file(s)
+    if ca and not Path(ca).is_file():
+        raise OpsError(f"no CA certificate at {ca} (deploy {s.host} first)")
+    return RegistryClient(s.api_url, user, password, ca_file=ca, timeout=10)
+
+
 def health(s: Settings) -> dict[str, Any]:
     """GET /v2/ anonymously through verified TLS: 401 (or 200) means it serves."""
-    client = RegistryClient(s.api_url, ca_file=endpoint.ca_file(s), timeout=10)
     try:
-        code = client.ping()
-    except RegistryError as error:
+        code = api_client(s).ping()
+    except (RegistryError, OpsError) as error:
         return {"serving": False, "http_status": None, "error": str(error)}
     return {"serving": code in (200, 401), "http_status": code,
             "error": None if code in (200, 401) else f"GET /v2/ answered HTTP {code}"}
@@ -697,7 +707,10 @@ def _env_override(user: str, environ: dict[str, str]) -> None:
 def _verify_login(s: Settings, user: str, password: str, want: int,
                   wait: float = 15) -> str | None:
     """None once GET /v2/ as `user` answers `want`; else why not (bounded retries)."""
-    client = RegistryClient(s.api_url, user, password, ca_file=endpoint.ca_file(s), timeout=10)
+    try:
+        client = api_client(s, user, password)
+    except OpsError as error:
+        return str(error)
     deadline = time.monotonic() + wait
     code: int | None = None
     while True:
@@ -747,7 +760,10 @@ def _rollout(inventory: str, regs: Sequence[Registry], change: UserChange) -> di
                rollout_ok=rc == 0)
     if rc != 0:
         doc["ok"] = False
-        doc["rollout_error"] = f"the rollout failed (exit {rc}):\n{pyinfra_tail(output)}"
+        doc["rollout_error"] = (
+            f"the rollout failed (exit {rc}); the change is recorded operator-side, so "
+            f"`pyinfra -y {inventory} {USERS_DEPLOY.relative_to(REPO_ROOT)}` (or the deploy) "
+            f"finishes it:\n{pyinfra_tail(output)}")
     return doc
 
 

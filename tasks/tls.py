@@ -99,6 +99,6 @@ def apply(s: Settings) -> list[OperationMeta]:
             dest=f"{certs_d}/ca.crt",
             user="root",
             group="root",
-            mode="0644",
+            mode="0444",
         )
     return changed

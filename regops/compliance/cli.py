@@ -77,7 +77,7 @@ def _unit_args(inventory: str, limit: Sequence[str], only: Sequence[str], skip: 
 @click.option("--prometheus", metavar="FILE",
               help="Also write a node-exporter textfile (regops_check_ok{host,check}).")
 @click.option("--list", "list_checks", is_flag=True, help="List the checks and exit.")
-@click.option("--markdown", is_flag=True, help="With --list: a Markdown table for the README.")
+@click.option("--markdown", is_flag=True, help="List the checks as a Markdown table (README).")
 @click.option("--write-units", metavar="DIR",
               help="Write regops-check.service/.timer running this command into DIR and exit.")
 @click.option("--unit-calendar", default="hourly", show_default=True,
@@ -99,7 +99,7 @@ def check(inventory: str | None, limit: tuple[str, ...], only: tuple[str, ...],
         chosen = select(CHECKS, only_ids, skip_ids)
     except ValueError as error:
         _die(str(error))
-    if list_checks:
+    if list_checks or markdown:
         click.echo(report.markdown(chosen) if markdown else report.check_list(chosen))
         return
     if not inventory:

@@ -24,6 +24,7 @@ GC_SCRIPT = "/usr/local/sbin/regops-gc"
 GC_CRON = "/etc/cron.d/regops-gc"
 DOCKER_SOCK = "/var/run/docker.sock"
 DOCKER_TIMEOUT = 30  # seconds for each docker call: a hung daemon must not hang the run
+SCRIPT_TIMEOUT = 180  # seconds for the whole snapshot
 
 
 @dataclass(frozen=True)
@@ -80,12 +81,13 @@ def sections(s: Settings) -> dict[str, str]:
 
 
 def script(s: Settings) -> str:
-    """All sections in one shell command, each followed by its exit status."""
+    """All sections in one shell command, each followed by its exit status; the whole is
+    bounded so a host where something hangs still gives its other sections."""
     parts = []
     for name, command in sections(s).items():
         parts.append(f"echo '{_MARK} {name}'; ( {command} ) 2>&1; rc=$?; echo; "
                      f"echo \"{_END} {name} $rc\"")
-    return "; ".join(parts)
+    return f"timeout {SCRIPT_TIMEOUT} sh -c {shlex.quote('; '.join(parts))}"
 
 
 def parse(output: str) -> dict[str, tuple[int, str]]:

@@ -55,7 +55,8 @@ def _scan(target: Target, ca_file: str | None, timeout: int) -> Any:
     )
 
     try:
-        address = socket.getaddrinfo(target.host, target.port, proto=socket.IPPROTO_TCP)[0][4][0]
+        found = socket.getaddrinfo(target.host, target.port, proto=socket.IPPROTO_TCP)
+        address = str(found[0][4][0])
     except OSError as error:
         raise Unavailable(f"cannot resolve {target.host}: {error}") from None
     extra = ScanCommandsExtraArguments(
@@ -102,6 +103,10 @@ def evaluate(result: Any, checker: Callable[..., None] | None = None) -> Verdict
 
 
 def check_mozilla_intermediate(target: Target, ca_file: str | None, timeout: int = 10) -> Verdict:
+    try:
+        import sslyze  # noqa: F401
+    except ImportError:
+        raise Unavailable("sslyze is not installed (pip install 'sslyze>=6.3,<7')") from None
     with warnings.catch_warnings():
         # sslyze's bundled trust stores hold old certificates that cryptography warns about.
         warnings.simplefilter("ignore")

@@ -79,7 +79,7 @@ def test_config_is_the_whole_registry_config(th):
 
 def test_host_docker_trusts_the_ca(th, host_info):
     ca = th.file(f"/etc/docker/certs.d/{host_info['registry_name']}:5000/ca.crt")
-    assert ca.exists and ca.mode == 0o644
+    assert ca.exists and ca.mode == 0o444
     assert ca.content_string.strip() == Path(host_info["ca_path"]).read_text().strip()
 
 

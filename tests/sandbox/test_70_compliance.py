@@ -157,7 +157,6 @@ def test_five_breakages_are_exactly_what_fails(hosts, broken, monkeypatch):
     argv[label] = f"{render.SPEC_LABEL}=tampered"
     image = argv.index(s["registry_image"])
     argv[image:image] = ["--publish", "0.0.0.0:5001:5001"]
-    broken["restored"] = False
     for command in (
         f"chmod 0644 {KEY}",
         "rm /etc/cron.d/regops-gc",

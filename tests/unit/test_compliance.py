@@ -1,0 +1,586 @@
+"""`regops check` logic without a host: results and exit codes, selection, cron
+periods, output formats, the P-521 limitation (through sslyze's real profile
+checker, fed a fake scan result), and checks fed a fake host snapshot."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from regops import pki
+from regops.compliance import checks, cron, facts, report, runner, tls, units
+from regops.compliance.checks import CHECKS, Context, Options
+from regops.compliance.cli import check as check_command
+from regops.compliance.model import (
+    HostReport,
+    Result,
+    Run,
+    Status,
+    Unavailable,
+    select,
+    split_ids,
+)
+from regops.inventory import InventoryHost
+
+# --- results and exit codes ---------------------------------------------------------------
+
+
+def result(host: str, check_id: str, status: Status, detail: str = "d") -> Result:
+    return Result(host, check_id, f"title of {check_id}", "ref", status, detail)
+
+
+def a_run(*statuses: Status, accept: bool = False) -> Run:
+    results = [result("h1", f"c{i}", s) for i, s in enumerate(statuses)]
+    return Run([HostReport("h1", "h1 via x:1", results)], accept_limitations=accept, started=1.0)
+
+
+@pytest.mark.parametrize(("statuses", "accept", "code"), [
+    ((Status.PASS, Status.PASS), False, 0),
+    ((Status.PASS, Status.FAIL), False, 1),
+    ((Status.PASS, Status.ERROR), False, 1),
+    ((Status.PASS, Status.LIMITATION), False, 1),
+    ((Status.PASS, Status.LIMITATION), True, 0),
+    ((Status.FAIL, Status.LIMITATION), True, 1),
+    ((Status.ERROR,), True, 1),
+])
+def test_exit_code(statuses, accept, code):
+    assert a_run(*statuses, accept=accept).exit_code == code
+
+
+def test_counts_cover_every_state():
+    run = a_run(Status.PASS, Status.PASS, Status.FAIL, Status.LIMITATION, Status.ERROR)
+    assert run.counts() == {"pass": 2, "fail": 1, "limitation": 1, "error": 1}
+
+
+# --- selection ------------------------------------------------------------------------------
+
+
+def test_split_ids_accepts_commas_and_repeats():
+    assert split_ids(["a,b", " c ", "d,,"]) == ["a", "b", "c", "d"]
+
+
+def test_select_only_skip_and_globs_keep_table_order():
+    ids = [c.id for c in select(CHECKS, ["tls.*", "daemon.icc"], ["tls.mozilla-intermediate"])]
+    assert ids == ["daemon.icc", "tls.certificate", "tls.cert-days-left"]
+    assert len(select(CHECKS, [], [])) == len(CHECKS)
+    assert "container.non-root" not in [c.id for c in select(CHECKS, [], ["container.*"])]
+
+
+def test_select_refuses_a_pattern_that_matches_nothing():
+    with pytest.raises(ValueError, match="no check matches 'tls.mozila'"):
+        select(CHECKS, [], ["tls.mozila"])
+
+
+def test_check_ids_are_unique_and_documented():
+    ids = [c.id for c in CHECKS]
+    assert len(ids) == len(set(ids))
+    for c in CHECKS:
+        assert c.title and c.rationale and c.reference, c.id
+        assert c.side in ("host", "operator")
+    table = report.markdown(CHECKS)
+    assert all(f"| `{i}` |" in table for i in ids)
+    assert all(line.count(" | ") == 4 for line in table.splitlines()[2:])
+
+
+# --- cron periods ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("schedule", "every"), [
+    ("17 3 * * 0", timedelta(days=7)),
+    ("17 3 * * 7", timedelta(days=7)),
+    ("@weekly", timedelta(days=7)),
+    ("@daily", timedelta(days=1)),
+    ("*/15 * * * *", timedelta(minutes=15)),
+    ("0 3 * * 1,2", timedelta(days=6)),
+    ("30 2 * * mon-fri", timedelta(days=3)),
+    ("0 0 1 * *", timedelta(days=31)),
+    ("0 0,12 * * *", timedelta(hours=12)),
+    ("0 22-23 * * *", timedelta(hours=23)),
+    ("0 0 29 2 *", timedelta(days=4 * 365 + 1)),
+])
+def test_cron_period(schedule, every):
+    assert cron.period(schedule) == every
+
+
+def test_cron_day_of_month_or_day_of_week_when_both_are_set():
+    # Fires on the 1st and on every Monday: never more than a week apart.
+    assert cron.period("0 4 1 * 1") <= timedelta(days=7)
+
+
+def test_gc_max_age_adds_a_grace_of_at_most_a_day():
+    assert cron.max_age("17 3 * * 0") == timedelta(days=8)
+    assert cron.max_age("@daily") == timedelta(days=2)
+    assert cron.max_age("0 * * * *") == timedelta(hours=2)
+
+
+def test_cron_period_refuses_a_bad_schedule():
+    with pytest.raises(ValueError, match="minute field"):
+        cron.period("61 * * * *")
+
+
+# --- output formats -------------------------------------------------------------------------------
+
+
+def mixed_run(accept: bool = False) -> Run:
+    return Run([
+        HostReport("sb1", "sb1.test via 127.0.0.1:5000", [
+            result("sb1", "files.registry-key", Status.FAIL, "mode 0644"),
+            result("sb1", "tls.mozilla-intermediate", Status.LIMITATION, "P-521"),
+            result("sb1", "daemon.icc", Status.PASS),
+        ]),
+        HostReport("gone", "gone.test via 127.0.0.1:1", [
+            result("gone", "daemon.icc", Status.ERROR, "cannot reach the host over SSH"),
+        ]),
+    ], accept_limitations=accept, started=100.0)
+
+
+def test_junit_maps_each_state():
+    root = ET.fromstring(report.junit(mixed_run()))
+    suites = {s.get("name"): s for s in root.findall("testsuite")}
+    assert (suites["sb1"].get("tests"), suites["sb1"].get("failures")) == ("3", "2")
+    assert suites["gone"].get("errors") == "1"
+    cases = {c.get("name"): c for c in suites["sb1"].findall("testcase")}
+    assert cases["files.registry-key"].find("failure").get("type") == "fail"
+    assert cases["tls.mozilla-intermediate"].find("failure").get("type") == "known-limitation"
+    assert cases["daemon.icc"].find("failure") is None
+    assert suites["gone"].find("testcase/error").get("message").startswith("cannot reach")
+
+
+def test_junit_marks_accepted_limitations_skipped():
+    root = ET.fromstring(report.junit(mixed_run(accept=True)))
+    sb1 = root.find("testsuite[@name='sb1']")
+    assert (sb1.get("failures"), sb1.get("skipped")) == ("1", "1")
+    assert sb1.find("testcase[@name='tls.mozilla-intermediate']/skipped") is not None
+
+
+def test_json_document():
+    doc = json.loads(report.dumps(mixed_run()))
+    assert doc["version"] == 1 and doc["exit_code"] == 1
+    assert doc["counts"] == {"pass": 1, "fail": 1, "limitation": 1, "error": 1}
+    first = doc["hosts"][0]["results"][0]
+    assert first == {"id": "files.registry-key", "title": "title of files.registry-key",
+                     "reference": "ref", "status": "fail", "detail": "mode 0644", "remedy": ""}
+
+
+def test_prometheus_textfile():
+    text = report.prometheus(mixed_run(), finished=160.25)
+    lines = text.splitlines()
+    assert 'regops_check_ok{host="sb1",check="daemon.icc"} 1' in lines
+    assert 'regops_check_ok{host="sb1",check="tls.mozilla-intermediate"} 0' in lines
+    assert 'regops_check_status{host="gone",check="daemon.icc",status="error"} 1' in lines
+    assert 'regops_check_status{host="gone",check="daemon.icc",status="pass"} 0' in lines
+    assert "regops_check_exit_code 1" in lines
+    assert "regops_check_last_run_timestamp_seconds 160" in lines
+    assert "regops_check_duration_seconds 60.250" in lines
+    accepted = report.prometheus(mixed_run(accept=True), finished=160.0)
+    assert 'regops_check_ok{host="sb1",check="tls.mozilla-intermediate"} 1' in accepted
+    # Every sample line is `name{labels} value` or `name value`.
+    for line in lines:
+        if not line.startswith("#"):
+            assert len(line.rsplit(" ", 1)) == 2 and float(line.rsplit(" ", 1)[1]) >= 0
+
+
+def test_prometheus_escapes_labels():
+    run = Run([HostReport('we"ird\\host', "x", [result('we"ird\\host', "c", Status.PASS)])])
+    assert 'host="we\\"ird\\\\host"' in report.prometheus(run, 1.0)
+
+
+def test_write_atomic_replaces_the_file(tmp_path):
+    target = tmp_path / "dir" / "regops.prom"
+    report.write_atomic(target, "one\n")
+    report.write_atomic(target, "two\n")
+    assert target.read_text() == "two\n"
+    assert [p.name for p in target.parent.iterdir()] == ["regops.prom"]
+
+
+def test_table_shows_limitations_and_remedies():
+    run = mixed_run()
+    run.hosts[0].results[0] = Result("sb1", "files.registry-key", "t", "r", Status.FAIL,
+                                     "mode 0644", "chmod 0640")
+    text = report.table(run)
+    assert "FAIL (known limitation)  tls.mozilla-intermediate" in text
+    assert "mode 0644 -> chmod 0640" in text
+    assert text.splitlines()[-1] == ("2 host(s), 4 result(s): 1 pass, 1 fail, 1 limitation, "
+                                     "1 error; exit 1")
+
+
+# --- the P-521 limitation, through sslyze's real profile checker -------------------------------
+
+
+def _attempt(result: Any) -> SimpleNamespace:
+    from sslyze import ScanCommandAttemptStatusEnum
+
+    return SimpleNamespace(status=ScanCommandAttemptStatusEnum.COMPLETED, result=result)
+
+
+def _suites(supported: bool, *names: str) -> SimpleNamespace:
+    accepted = [SimpleNamespace(cipher_suite=SimpleNamespace(name=n), ephemeral_key=None)
+                for n in names]
+    return _attempt(SimpleNamespace(is_tls_version_supported=supported,
+                                    accepted_cipher_suites=accepted))
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory) -> Any:
+    from cryptography import x509
+
+    pki_dir = tmp_path_factory.mktemp("pki")
+    server = pki.ensure_server_cert(pki_dir, ["reg.example.com"])
+    return x509.load_pem_x509_certificate(server.cert_pem)
+
+
+def fake_scan(certificate: Any, curves: list[str], tls10: bool = False) -> SimpleNamespace:
+    """What sslyze 6 returns for a Go registry: TLS 1.2/1.3, AEAD suites, the given curves."""
+    from sslyze import RobotScanResultEnum, ServerScanStatusEnum
+
+    deployment = SimpleNamespace(received_certificate_chain=[certificate],
+                                 verified_certificate_chain=[certificate])
+    scan = SimpleNamespace(
+        ssl_2_0_cipher_suites=_suites(False), ssl_3_0_cipher_suites=_suites(False),
+        tls_1_0_cipher_suites=_suites(tls10, *(["TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA"]
+                                               if tls10 else [])),
+        tls_1_1_cipher_suites=_suites(False),
+        tls_1_2_cipher_suites=_suites(True, "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"),
+        tls_1_3_cipher_suites=_suites(True, "TLS_AES_128_GCM_SHA256"),
+        certificate_info=_attempt(SimpleNamespace(certificate_deployments=[deployment])),
+        elliptic_curves=_attempt(SimpleNamespace(
+            supported_curves=[SimpleNamespace(name=c) for c in curves])),
+        heartbleed=_attempt(SimpleNamespace(is_vulnerable_to_heartbleed=False)),
+        robot=_attempt(SimpleNamespace(robot_result=RobotScanResultEnum.NOT_VULNERABLE_NO_ORACLE)),
+        openssl_ccs_injection=_attempt(SimpleNamespace(is_vulnerable_to_ccs_injection=False)),
+        tls_fallback_scsv=_attempt(SimpleNamespace(supports_fallback_scsv=True)),
+        tls_compression=_attempt(SimpleNamespace(supports_compression=False)),
+        session_renegotiation=_attempt(SimpleNamespace(supports_secure_renegotiation=True)),
+        tls_extended_master_secret=_attempt(SimpleNamespace(supports_ems_extension=True)),
+    )
+    return SimpleNamespace(scan_status=ServerScanStatusEnum.COMPLETED, scan_result=scan)
+
+
+GO_CURVES = ["X25519", "secp256r1", "secp384r1"]
+
+
+def test_profile_passes_without_p521(certificate):
+    assert tls.evaluate(fake_scan(certificate, GO_CURVES)).status is Status.PASS
+
+
+def test_p521_alone_is_the_known_limitation_with_its_remedy(certificate):
+    verdict = tls.evaluate(fake_scan(certificate, [*GO_CURVES, "secp521r1"]))
+    assert verdict.status is Status.LIMITATION
+    assert "P-521" in verdict.detail and "no setting to remove it" in verdict.detail
+    assert "TLS-terminating proxy" in verdict.remedy
+
+
+def test_p521_does_not_hide_another_problem(certificate):
+    verdict = tls.evaluate(fake_scan(certificate, [*GO_CURVES, "secp521r1"], tls10=True))
+    assert verdict.status is Status.FAIL
+    assert "TLSv1" in verdict.detail and "secp521r1" in verdict.detail
+
+
+def test_another_curve_is_a_plain_failure(certificate):
+    verdict = tls.evaluate(fake_scan(certificate, [*GO_CURVES, "secp521r1", "secp224r1"]))
+    assert verdict.status is Status.FAIL and "secp224r1" in verdict.detail
+
+
+def test_an_incomplete_scan_cannot_check(certificate):
+    from sslyze import ServerScanStatusEnum
+
+    scan = fake_scan(certificate, GO_CURVES)
+    scan.scan_status = ServerScanStatusEnum.ERROR_NO_CONNECTIVITY
+    scan.connectivity_error_trace = None
+    with pytest.raises(Unavailable, match="could not connect"):
+        tls.evaluate(scan)
+
+
+# --- checks on a fake host snapshot ---------------------------------------------------------------
+
+
+NOW = 1_800_000_000
+
+
+@pytest.fixture
+def settings(base_data):
+    return runner.settings_without_secrets(InventoryHost("reg.example.com", base_data))
+
+
+def stat_line(path: str, user: str = "root", group: str = "root", mode: str = "644",
+              uid: int = 0, gid: int = 0, kind: str = "regular file", ctime: int = NOW) -> str:
+    return f"{path}\t{kind}\t{user}\t{group}\t{uid}\t{gid}\t{mode}\t{ctime}\t{ctime}"
+
+
+def container(**host_config: Any) -> dict:
+    hc = {"ReadonlyRootfs": True, "CapDrop": ["ALL"], "CapAdd": None, "Privileged": False,
+          "NetworkMode": "bridge", "PidMode": "", "IpcMode": "private", "UTSMode": "",
+          "Memory": 536870912, "PidsLimit": 256, "SecurityOpt": ["no-new-privileges:true"],
+          "RestartPolicy": {"Name": "unless-stopped", "MaximumRetryCount": 0},
+          "PortBindings": {"5000/tcp": [{"HostIp": "0.0.0.0", "HostPort": "5000"}]}}
+    hc.update(host_config)
+    return {"Image": "sha256:abc", "Config": {"User": "5000:5000", "Image": "registry:2.8.3"},
+            "State": {"Running": True, "StartedAt": "2030-01-01T00:00:00.1Z"}, "HostConfig": hc}
+
+
+def snapshot(**overrides: Any) -> facts.HostFacts:
+    stats = "\n".join([
+        stat_line("/etc/docker", mode="755", kind="directory"),
+        stat_line("/etc/docker/registry/tls/server.key", group="regops-registry", gid=5000,
+                  mode="640"),
+        stat_line("/usr/local/sbin/regops-gc", mode="755", ctime=NOW - 3600),
+        stat_line("/etc/cron.d/regops-gc"),
+    ])
+    sections = {
+        "now": (0, str(NOW)),
+        "stat": (0, stats),
+        "container": (0, json.dumps([container()])),
+        "image": (0, "sha256:abc"),
+        "gc_state": (1, "cat: /var/lib/regops/gc-last.json: No such file or directory"),
+        "gc_cron": (0, "17 3 * * 0 root /usr/local/sbin/regops-gc >>/var/log/regops-gc.log"),
+        "cron_active": (0, "active"),
+        "listen": (0, "  sl  local_address rem_address   st\n"
+                      "   0: 00000000:1388 00000000:0000 0A 00000000:00000000 00:00000000 0"),
+        "data_fs": (0, "1000 50 4096"),
+    }
+    sections.update(overrides)
+    return facts.HostFacts(sections=sections)
+
+
+class FakeProbes:
+    def __init__(self, port: int = 5000) -> None:
+        self.target = SimpleNamespace(host="127.0.0.1", port=port)
+
+    def tcp_open(self, port: int) -> bool:
+        raise AssertionError("the outside probe must only run when the API port is the host's")
+
+
+def ctx(settings, host_facts: facts.HostFacts, **options: Any) -> Context:
+    return Context(settings, host_facts, FakeProbes(port=41000), Options(**options))  # type: ignore[arg-type]
+
+
+def test_parse_reads_sections_and_their_exit_status():
+    output = ("@@regops-section now\n123\n\n@@regops-rc now 0\n"
+              "@@regops-section gc_state\ncat: nope\n\n@@regops-rc gc_state 1\n")
+    assert facts.parse(output) == {"now": (0, "123"), "gc_state": (1, "cat: nope")}
+
+
+def test_the_snapshot_script_reads_no_secret(settings):
+    commands = facts.sections(settings)
+    for secret in ("htpasswd", "server.key", "config", "ca.key"):
+        for name, command in commands.items():
+            if secret in command:
+                assert command.startswith("stat "), name
+    script = facts.script(settings)
+    assert script.startswith(f"timeout {facts.SCRIPT_TIMEOUT} sh -c ")
+    assert all(f"@@regops-section {name}" in script for name in commands)
+
+
+def test_listening_decodes_proc_net_tcp():
+    text = ("  sl  local_address rem_address   st\n"
+            "   0: 0100007F:1389 00000000:0000 0A\n"
+            "   1: 00000000:1388 00000000:0000 0A\n"
+            "   2: 00000000:1F90 0100007F:9C40 01\n"
+            "   0: 00000000000000000000000001000000:1389 00000000000000000000000000000000:0000 0A")
+    assert facts.listening(text) == [("127.0.0.1", 5001), ("0.0.0.0", 5000), ("::1", 5001)]
+
+
+def test_key_mode_and_owner(settings):
+    assert checks.files_registry_key(ctx(settings, snapshot())).status is Status.PASS
+    loose = snapshot(stat=(0, stat_line("/etc/docker/registry/tls/server.key",
+                                        group="regops-registry", gid=5000, mode="644")))
+    verdict = checks.files_registry_key(ctx(settings, loose))
+    assert verdict.status is Status.FAIL and "mode 0644" in verdict.detail
+    missing = checks.files_registry_key(ctx(settings, snapshot(stat=(0, ""))))
+    assert missing.status is Status.FAIL and "missing" in missing.detail
+
+
+@pytest.mark.parametrize(("changes", "check", "words"), [
+    ({"Privileged": True}, checks.container_not_privileged, "privileged"),
+    ({"ReadonlyRootfs": False}, checks.container_read_only, "writable"),
+    ({"CapAdd": ["NET_ADMIN"]}, checks.container_capabilities, "NET_ADMIN"),
+    ({"PidMode": "host", "NetworkMode": "host"}, checks.container_namespaces, "network, pid"),
+    ({"PidsLimit": 0}, checks.container_limits, "no pids limit"),
+    ({"SecurityOpt": None}, checks.container_no_new_privileges, "no-new-privileges"),
+    ({"RestartPolicy": {"Name": "always"}}, checks.container_restart_policy, "always"),
+    ({"RestartPolicy": {"Name": "on-failure", "MaximumRetryCount": 0}},
+     checks.container_restart_policy, "unlimited"),
+    ({"PortBindings": {"5000/tcp": [{"HostIp": "0.0.0.0", "HostPort": "5001"}]}},
+     checks.container_bound_address, "0.0.0.0:5001"),
+])
+def test_container_checks_fail_on_what_they_guard(settings, changes, check, words):
+    assert check(ctx(settings, snapshot())).status is Status.PASS
+    broken = snapshot(container=(0, json.dumps([container(**changes)])))
+    verdict = check(ctx(settings, broken))
+    assert verdict.status is Status.FAIL and words in verdict.detail
+
+
+def test_root_user_fails(settings):
+    as_root = container()
+    as_root["Config"]["User"] = "0:0"
+    root_snapshot = snapshot(container=(0, json.dumps([as_root])))
+    verdict = checks.container_non_root(ctx(settings, root_snapshot))
+    assert verdict.status is Status.FAIL and "root" in verdict.detail
+
+
+def test_debug_port_published_or_listening_fails(settings):
+    assert checks.registry_debug_port_closed(ctx(settings, snapshot())).status is Status.PASS
+    published = container(PortBindings={
+        "5000/tcp": [{"HostIp": "0.0.0.0", "HostPort": "5000"}],
+        "5001/tcp": [{"HostIp": "0.0.0.0", "HostPort": "5001"}]})
+    verdict = checks.registry_debug_port_closed(
+        ctx(settings, snapshot(container=(0, json.dumps([published])))))
+    assert verdict.status is Status.FAIL and "5001/tcp" in verdict.detail
+    listening = snapshot(listen=(0, "   0: 00000000:1389 00000000:0000 0A"))
+    verdict = checks.registry_debug_port_closed(ctx(settings, listening))
+    assert verdict.status is Status.FAIL and "listens on 0.0.0.0" in verdict.detail
+
+
+def test_image_must_be_the_inventorys_and_unmoved(settings):
+    assert checks.image_pinned(ctx(settings, snapshot())).status is Status.PASS
+    moved = checks.image_pinned(ctx(settings, snapshot(image=(0, "sha256:def"))))
+    assert moved.status is Status.FAIL and "tag moved" in moved.detail
+    latest = container()
+    latest["Config"]["Image"] = "registry:latest"
+    verdict = checks.image_pinned(ctx(settings, snapshot(container=(0, json.dumps([latest])))))
+    assert verdict.status is Status.FAIL and "not pinned" in verdict.detail
+
+
+def gc_record(age: timedelta, result: str = "ok", code: int = 0) -> tuple[int, str]:
+    when = datetime.fromtimestamp(NOW, UTC) - age
+    return 0, json.dumps({"time": when.strftime("%Y-%m-%dT%H:%M:%SZ"), "result": result,
+                          "exit_code": code, "bytes_freed": 10, "readonly_seconds": 2})
+
+
+def test_gc_never_run_passes_only_while_the_job_is_young(settings):
+    young = checks.gc_last_run(ctx(settings, snapshot()))
+    assert young.status is Status.PASS and "no run yet" in young.detail
+    old_script = snapshot(stat=(0, stat_line("/usr/local/sbin/regops-gc", mode="755",
+                                             ctime=NOW - 9 * 86400)))
+    verdict = checks.gc_last_run(ctx(settings, old_script))
+    assert verdict.status is Status.FAIL and "never ran" in verdict.detail
+
+
+@pytest.mark.parametrize(("state", "options", "status", "words"), [
+    (gc_record(timedelta(days=2)), {}, Status.PASS, "ok"),
+    (gc_record(timedelta(days=9)), {}, Status.FAIL, "9.0 days ago (limit 8.0 days)"),
+    (gc_record(timedelta(days=2)), {"gc_max_age_days": 1}, Status.FAIL, "limit 24.0 h"),
+    (gc_record(timedelta(hours=1), "failed", 1), {}, Status.FAIL, "failed (exit 1)"),
+    ((0, "{not json"), {}, Status.FAIL, "not a GC record"),
+])
+def test_gc_last_run_states(settings, state, options, status, words):
+    verdict = checks.gc_last_run(ctx(settings, snapshot(gc_state=state), **options))
+    assert verdict.status is status and words in verdict.detail
+
+
+def test_gc_job_needs_cron_file_line_and_service(settings):
+    assert checks.gc_job_installed(ctx(settings, snapshot())).status is Status.PASS
+    no_cron = snapshot(stat=(0, stat_line("/usr/local/sbin/regops-gc", mode="755")),
+                       gc_cron=(1, "No such file"))
+    verdict = checks.gc_job_installed(ctx(settings, no_cron))
+    assert verdict.status is Status.FAIL and "/etc/cron.d/regops-gc is missing" in verdict.detail
+    stopped = checks.gc_job_installed(ctx(settings, snapshot(cron_active=(3, "inactive"))))
+    assert "cron service is not running" in stopped.detail
+
+
+def test_disk_free_threshold(settings):
+    low = checks.disk_free(ctx(settings, snapshot()))  # 50 of 1000 blocks: 5%
+    assert low.status is Status.FAIL and "5.0% free" in low.detail
+    assert checks.disk_free(ctx(settings, snapshot(), disk_free_percent=5)).status is Status.PASS
+
+
+def test_unreachable_host_makes_host_checks_errors_not_exceptions(settings, base_data):
+    def refuse(_host: InventoryHost) -> Any:
+        def run(_command: str) -> Any:
+            raise RuntimeError(SimpleNamespace(stderr="ssh: connect to host x port 22: "
+                                                      "Connection refused\n"))
+        return SimpleNamespace(run=run)
+
+    host_checks = [c for c in CHECKS if c.side == "host"]
+    report_ = runner.check_host(InventoryHost("reg.example.com", base_data), host_checks,
+                                Options(), connect=refuse)
+    assert {r.status for r in report_.results} == {Status.ERROR}
+    assert all("Connection refused" in r.detail for r in report_.results)
+
+
+def test_bad_inventory_data_is_one_error_row(base_data):
+    bad = InventoryHost("reg.example.com", {**base_data, "registry_prot": 1})
+    report_ = runner.check_host(bad, CHECKS, Options())
+    (only,) = report_.results
+    assert only.status is Status.ERROR and "registry_prot: unknown key" in only.detail
+
+
+def test_settings_for_checking_touch_no_secret(base_data, secrets_dir: Path):
+    runner.settings_without_secrets(InventoryHost("reg.example.com", base_data))
+    assert not secrets_dir.exists()
+
+
+# --- systemd units and the command line ----------------------------------------------------------
+
+
+def test_units_run_the_same_command(tmp_path):
+    rendered = units.render(["-i", "/srv/regops/inventories/prod.py", "--only", "tls.*"],
+                            inventory="/srv/regops/inventories/prod.py", workdir="/srv/regops",
+                            user="regops", calendar="*-*-* *:17", python="/usr/bin/python3",
+                            prometheus="/var/lib/node-exporter/regops.prom")
+    service, timer = rendered["regops-check.service"], rendered["regops-check.timer"]
+    assert ("ExecStart=/usr/bin/python3 -m regops.cli check -i "
+            "/srv/regops/inventories/prod.py --only 'tls.*'") in service
+    assert "WorkingDirectory=/srv/regops" in service and "User=regops" in service
+    assert "OnCalendar=*-*-* *:17" in timer and "Persistent=true" in timer
+    written = units.write(rendered, tmp_path)
+    assert sorted(p.name for p in written) == ["regops-check.service", "regops-check.timer"]
+
+
+def test_units_pass_systemd_analyze_verify(tmp_path):
+    """systemd's own parser accepts the units (when systemd-analyze is installed)."""
+    import getpass
+    import shutil
+    import subprocess
+    import sys
+
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze is not installed")
+    rendered = units.render(["-i", str(tmp_path / "inv.py"), "--skip", "files.*"],
+                            inventory=str(tmp_path / "inv.py"), workdir=str(tmp_path),
+                            user=getpass.getuser(), calendar="hourly", python=sys.executable,
+                            prometheus=str(tmp_path / "regops.prom"))
+    paths = units.write(rendered, tmp_path / "units")
+    result = subprocess.run([analyze, "verify", *map(str, paths)], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "regops-check" not in result.stderr, result.stderr
+
+
+def test_exec_quote_escapes_what_systemd_expands():
+    assert units.exec_quote(["echo", "50%", "$HOME"]) == "echo 50%% '$$HOME'"
+
+
+def test_cli_list_and_one_line_errors(tmp_path):
+    cli = CliRunner()
+    listed = cli.invoke(check_command, ["--list", "--only", "gc.*"])
+    assert listed.exit_code == 0 and "gc.last-run" in listed.output
+    assert "daemon.icc" not in listed.output
+    typo = cli.invoke(check_command, ["--list", "--skip", "gc.lastrun"])
+    assert typo.exit_code == 2
+    assert typo.output.strip() == ("regops check: error: no check matches 'gc.lastrun' "
+                                   "(see `regops check --list`)")
+    missing = cli.invoke(check_command, ["-i", str(tmp_path / "nope.py")])
+    assert missing.exit_code == 2 and len(missing.output.strip().splitlines()) == 1
+
+
+def test_cli_write_units(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "inv.py").write_text("hosts = ['reg.example.com']\n")
+    out = CliRunner().invoke(check_command, [
+        "-i", "inv.py", "--accept-limitations", "--prometheus", "metrics/regops.prom",
+        "--write-units", "units", "--unit-user", "ops"])
+    assert out.exit_code == 0, out.output
+    service = (tmp_path / "units" / "regops-check.service").read_text()
+    assert f"-i {tmp_path}/inv.py" in service and "--accept-limitations" in service
+    assert f"--prometheus {tmp_path}/metrics/regops.prom" in service
+    exec_start = next(line for line in service.splitlines() if line.startswith("ExecStart="))
+    assert "--write-units" not in exec_start and "User=ops" in service
