@@ -29,13 +29,30 @@ def keys_table() -> str:
 
 
 START, END = "<!-- keys:start (python -m regops.docs keys) -->", "<!-- keys:end -->"
+CHECKS_START, CHECKS_END = "<!-- checks:start (regops check --list --markdown) -->", (
+    "<!-- checks:end -->"
+)
+
+
+def checks_table() -> str:
+    from regops.compliance.checks import CHECKS
+    from regops.compliance.report import markdown
+
+    return markdown(CHECKS).rstrip("\n") + "\n"
+
+
+def _replace(text: str, start: str, end: str, body: str) -> str:
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    return f"{head}{start}\n{body}{end}{tail}"
 
 
 def with_keys_table(readme: str) -> str:
-    """The README text with the block between the key markers regenerated."""
-    head, rest = readme.split(START, 1)
-    _, tail = rest.split(END, 1)
-    return f"{head}{START}\n{keys_table()}{END}{tail}"
+    """The README text with the generated blocks (keys, checks) regenerated."""
+    readme = _replace(readme, START, END, keys_table())
+    if CHECKS_START in readme:
+        readme = _replace(readme, CHECKS_START, CHECKS_END, checks_table())
+    return readme
 
 
 if __name__ == "__main__":
