@@ -37,7 +37,7 @@ if target.ca_pem is not None:
     files.directory(name=f"Create Docker's trust directory for {target.address}",
                     path=certs_d, user="root", group="root", mode="0755")
     files.put(name=f"Trust the CA of {target.address}", src=StringIO(target.ca_pem.decode()),
-              dest=f"{certs_d}/ca.crt", user="root", group="root", mode="0644")
+              dest=f"{certs_d}/ca.crt", user="root", group="root", mode="0444")  # CIS 3.x
 
 files.directory(name=f"Create {TRUST_DIR} (root only) for the login password",
                 path=TRUST_DIR, user="root", group="root", mode="0700")

@@ -180,6 +180,17 @@ def _image_doc(tag: str | None, image: Image) -> dict[str, Any]:
     return {"tag": tag, **doc} if tag is not None else doc
 
 
+def _delete_problem(repository: str, digest: str, error: RegistryError) -> str:
+    if error.status == 405:
+        return (f"{repository}@{digest}: the registry refuses deletes (HTTP 405): "
+                "registry_delete_enabled is off, or it is read-only while GC runs")
+    return str(error)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
 def _table(rows: list[list[str]]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
@@ -310,10 +321,7 @@ def delete(reference: str, all_tags: bool, inventory: str, host_name: str | None
     try:
         client.delete_manifest(repository, digest)
     except RegistryError as error:
-        if error.status == 405:
-            raise Failure(f"{repository}@{digest}: the registry refuses deletes (HTTP 405): "
-                          "delete disabled, or read-only while GC runs") from None
-        raise
+        raise Failure(_delete_problem(repository, digest, error)) from None
     doc["deleted"] = True
     if as_json:
         _emit(doc)
@@ -343,17 +351,15 @@ class RepoPlan:
     deleted: list[str] = field(default_factory=list)  # digests
     failed: dict[str, str] = field(default_factory=dict)  # digest -> error
 
-    def image_of(self, digest: str) -> Image:
-        return next(i for i in self.images.values() if i.digest == digest)
-
     def as_dict(self) -> dict[str, Any]:
         s = self.selection
         doc: dict[str, Any] = {"repository": self.repository, "tags": len(self.images),
                                "error": self.error}
         if s is None:
             return doc
+        by_digest = {i.digest: i for i in self.images.values()}
         doc["delete"] = [
-            {**_image_doc(None, self.image_of(d)), "tags": tags}
+            {**_image_doc(None, by_digest[d]), "tags": tags}
             for d, tags in sorted(s.delete_digests.items(), key=lambda kv: natural_key(kv[1][0]))
         ]
         doc["held"] = [
@@ -399,7 +405,8 @@ def plan_prune(client: RegistryClient, policies: Sequence[Policy], now: datetime
                       for t, i in plan.images.items()]
         plan.selection = retention.select(
             candidates, retention.policies_for(plan.repository, policies), now)
-        gone = [plan.image_of(d) for d in plan.selection.delete_digests]
+        by_digest = {i.digest: i for i in plan.images.values()}
+        gone = [by_digest[d] for d in plan.selection.delete_digests]
         kept = {i.digest: i for t, i in plan.images.items()
                 if not plan.selection.decisions[t].delete}
         plan.freed_bytes, plan.untagged_bytes = freed_estimate(gone, kept.values())
@@ -413,7 +420,8 @@ def total_freed(plans: Sequence[RepoPlan]) -> tuple[int, int]:
     for plan in plans:
         if plan.selection is None:
             continue
-        gone += [plan.image_of(d) for d in plan.selection.delete_digests]
+        by_digest = {i.digest: i for i in plan.images.values()}
+        gone += [by_digest[d] for d in plan.selection.delete_digests]
         kept += [i for t, i in plan.images.items() if not plan.selection.decisions[t].delete]
     return freed_estimate(gone, kept)
 
@@ -459,7 +467,9 @@ def apply_prune(client: RegistryClient, plans: Sequence[RepoPlan], workers: int,
 
     results = parallel(remove, work, workers, label="deleting", show=show)
     for (plan, digest), outcome in zip(work, results, strict=True):
-        if isinstance(outcome, Exception):
+        if isinstance(outcome, RegistryError):
+            plan.failed[digest] = _delete_problem(plan.repository, digest, outcome)
+        elif isinstance(outcome, Exception):
             plan.failed[digest] = str(outcome)
         else:
             plan.deleted.append(digest)
@@ -495,15 +505,17 @@ def _cli_policy(repos: tuple[str, ...], keep_last: int | None, older_than: str |
 
 
 def _render_prune(doc: dict[str, Any]) -> str:
-    lines = [f"host {doc['host']}: {len(doc['policies'])} policy(ies)"]
+    lines = [f"host {doc['host']}: {len(doc['policies'])} "
+             f"{'policy' if len(doc['policies']) == 1 else 'policies'}"]
     lines += [f"  policy: {p}" for p in doc["policy_text"]]
     for repo in doc["repositories"]:
         if repo["error"]:
             lines.append(f"{repo['repository']}: skipped: {repo['error']}")
             continue
         n_tags = sum(len(d["tags"]) for d in repo["delete"])
-        lines.append(f"{repo['repository']}: {repo['tags']} tags, delete {n_tags} "
-                     f"({len(repo['delete'])} manifests), keep {repo['tags'] - n_tags}")
+        lines.append(f"{repo['repository']}: {_plural(repo['tags'], 'tag')}, delete {n_tags} "
+                     f"({_plural(len(repo['delete']), 'manifest')}), "
+                     f"keep {repo['tags'] - n_tags}")
         for d in repo["delete"]:
             kind = " multi-arch " + ",".join(d["platforms"]) if d["index"] else ""
             lines.append(f"  - {', '.join(d['tags'])}  {d['digest'][:19]}  {d['created']}  "
@@ -514,8 +526,10 @@ def _render_prune(doc: dict[str, Any]) -> str:
             lines.append(f"  x {f['digest'][:19]}: {f['error']}")
     s = doc["summary"]
     verb = "would free" if doc["dry_run"] else "frees"
-    lines.append(f"total: {s['tags_deleted']} tags ({s['manifests_deleted']} manifests) in "
-                 f"{s['repositories']} repositories; {verb} ~{human_bytes(s['freed_bytes'])} "
+    lines.append(f"total: {_plural(s['tags_deleted'], 'tag')} "
+                 f"({_plural(s['manifests_deleted'], 'manifest')}) in "
+                 f"{s['repositories']} {'repository' if s['repositories'] == 1 else 'repositories'}"
+                 f"; {verb} ~{human_bytes(s['freed_bytes'])} "
                  "after GC (estimate)")
     if s["untagged_bytes"]:
         lines.append(f"  +{human_bytes(s['untagged_bytes'])} only after GC with "

@@ -39,7 +39,7 @@ from regops.settings import (
     ConfigError,
     Settings,
     _user_names,
-    password_file_users,
+    cli_users,
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -656,9 +656,12 @@ class Registry:
     def password_file(self, user: str) -> Path:
         return paths.password_path(self.root, self.name, user)
 
+    def marker(self, user: str) -> Path:
+        return paths.cli_users_dir(self.root, self.name) / user
+
     @property
     def stored(self) -> list[str]:
-        return password_file_users(self.root, self.name)
+        return cli_users(self.root, self.name)
 
 
 def registries(hosts: Sequence[InventoryHost]) -> list[Registry]:
@@ -785,8 +788,11 @@ def add_user(inventory: str, hosts: Sequence[InventoryHost], user: str,
     check_password(password, user, regs)
     files = []
     for reg in regs:
+        # A password file without a marker is left from a user once declared in
+        # registry_users: it is replaced, not reused.
         path = reg.password_file(user)
-        if not secrets.write_atomic(path, (password + "\n").encode(), 0o600, exclusive=True):
+        secrets.write_atomic(path, (password + "\n").encode(), 0o600)
+        if not secrets.write_atomic(reg.marker(user), b"", 0o600, exclusive=True):
             raise UsageError(f"user {user!r} was just added by someone else ({path})")
         files.append(path)
     return _rollout(inventory, regs, UserChange("add", user, password, {}, generated, files))
@@ -816,6 +822,7 @@ def remove_user(inventory: str, hosts: Sequence[InventoryHost], user: str,
     old = {(reg.root, reg.name): _current_password(reg, user, env) for reg in regs}
     files = []
     for reg in regs:
+        reg.marker(user).unlink(missing_ok=True)
         reg.password_file(user).unlink(missing_ok=True)
         files.append(reg.password_file(user))
     return _rollout(inventory, regs, UserChange("remove", user, "", old, False, files))

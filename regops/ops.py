@@ -82,9 +82,18 @@ def secret_file(src: Secret, path: str, uid: int = 0, gid: int = 0, mode: str = 
     content = src.reveal()
     remote = host.get_fact(NumericStat, path=path)
     if not remote or remote["sha1"] != hashlib.sha1(content).hexdigest():
-        yield FileUploadCommand(
-            BytesIO(content), path, remote_temp_filename=host.get_temp_filename(path)
-        )
+        temp = host.get_temp_filename(path)
+        arguments = host.current_op_global_arguments or {}
+        if any(arguments.get(k) for k in ("_sudo", "_su_user", "_doas", "_dzdo")):
+            # With sudo, pyinfra uploads as the SSH user to a temporary file and
+            # copies it as root: keep that file in a directory only we can read.
+            private = f"/tmp/regops-upload-{host.data.get('ssh_user') or 'ssh'}"
+            yield StringCommand(
+                f"mkdir -p -m 0700 {private} && test -O {private} && chmod 0700 {private}",
+                _sudo=False, _su_user=None, _doas=False, _dzdo=False,
+            )
+            temp = f"{private}/{temp.rsplit('/', 1)[-1]}"
+        yield FileUploadCommand(BytesIO(content), path, remote_temp_filename=temp)
         yield StringCommand("chown", f"{uid}:{gid}", path)
         yield StringCommand("chmod", mode, path)
         return

@@ -27,3 +27,11 @@ def password_path(base: str | os.PathLike[str], registry_name: str, user: str) -
 
 def http_secret_path(base: str | os.PathLike[str], registry_name: str) -> Path:
     return registry_secrets(base, registry_name) / "http_secret"
+
+
+def cli_users_dir(base: str | os.PathLike[str], registry_name: str) -> Path:
+    """One empty file per user added with `regops users add`: the record of who they are.
+
+    Kept apart from the password files, so a user removed from `registry_users`
+    loses access even though its password file stays behind."""
+    return registry_secrets(base, registry_name) / "cli-users"

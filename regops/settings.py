@@ -316,27 +316,24 @@ def _check_tls(host: str, d: dict[str, Any], names: list[str]) -> None:
         raise ConfigError(host, "registry_tls_cert_file", "; ".join(problems))
 
 
-def password_file_users(root: Path, registry_name: str) -> list[str]:
-    """Names of `<root>/<registry_name>/users/*.password`, sorted: users added by the CLI
-    live only there, so the files are the record of them."""
-    directory = paths.password_path(root, registry_name, "x").parent
+def cli_users(root: Path, registry_name: str) -> list[str]:
+    """Users added by `regops users add` (marker files in `cli-users/`), sorted."""
+    directory = paths.cli_users_dir(root, registry_name)
     if not directory.is_dir():
         return []
     return sorted(
-        p.name.removesuffix(".password")
-        for p in directory.iterdir()
-        if p.name.endswith(".password") and not p.name.startswith(".") and p.is_file()
+        p.name for p in directory.iterdir() if not p.name.startswith(".") and p.is_file()
     )
 
 
 def _resolve_users(
     host: str, d: dict[str, Any], registry_name: str, root: Path, environ: Mapping[str, str]
 ) -> list[User]:
-    """Users of `registry_users` (in their order), then those with only a password file."""
+    """Users of `registry_users` (in their order), then those added with `regops users add`."""
     from regops import secrets
 
     names = _user_names(host, d["registry_users"])
-    for name in password_file_users(root, registry_name):
+    for name in cli_users(root, registry_name):
         if name in names:
             continue
         if not _USER.match(name):

@@ -252,6 +252,8 @@ def test_trust_lets_a_client_docker_push_and_pull(hosts, tmp_path):
         assert doc["ok"] and doc["registry"] == address and doc["user"] == "demo"
         assert [e["host"] for e in doc["hosts"]] == ["sb2"]
         assert th.run("ls -A /var/lib/regops-trust").stdout.strip() == ""  # password removed
+        ca = th.file(f"/etc/docker/certs.d/{address}/ca.crt")
+        assert ca.content == Path(registry["ca_path"]).read_bytes() and ca.mode == 0o444
 
         push = th.run(f"docker push {ref}")
         assert push.rc == 0, push.stderr

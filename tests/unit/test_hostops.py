@@ -215,14 +215,17 @@ def test_load_leaf_reads_pem_and_der(pki_dir):
 # --------------------------------------------------------------------------- users
 
 
-def test_users_are_the_inventory_ones_then_the_password_files(secrets_dir):
+def test_users_are_the_inventory_ones_then_those_added_by_the_cli(secrets_dir):
     name = "reg.example.com"
-    for user in ("zed", "ci", "admin"):
+    for user in ("zed", "ci", "admin", "former"):
         secrets.write_atomic(paths.password_path(secrets_dir, name, user),
                              f"{user}-Password-0123456789\n".encode())
+    for user in ("zed", "ci"):
+        secrets.write_atomic(paths.cli_users_dir(secrets_dir, name) / user, b"")
     data = {"registry_name": name, "registry_secrets_dir": str(secrets_dir),
             "registry_users": ["demo", "admin"]}
     s = load("reg1", data, environ={})
+    # "former" was once in registry_users: its password file alone grants nothing.
     assert [u.name for u in s.users] == ["demo", "admin", "ci", "zed"]
     assert {u.name: u.source for u in s.users}["ci"] == "file"
 
@@ -231,6 +234,7 @@ def test_a_badly_named_password_file_is_one_line_naming_it(secrets_dir):
     name = "reg.example.com"
     bad = paths.password_path(secrets_dir, name, "Bad Name")
     secrets.write_atomic(bad, b"whatever-Password-0123\n")
+    secrets.write_atomic(paths.cli_users_dir(secrets_dir, name) / "Bad Name", b"")
     with pytest.raises(ConfigError) as info:
         load("reg1", {"registry_name": name, "registry_secrets_dir": str(secrets_dir)},
              environ={})
@@ -269,6 +273,7 @@ def test_users_list_shows_cli_users_without_contacting_hosts(tmp_path, secrets_d
     inventory = _registry_inventory(tmp_path, secrets_dir, registry_users=["admin"])
     secrets.write_atomic(paths.password_path(secrets_dir, "reg.example.com", "ci"),
                          b"ci-Password-0123456789\n")
+    secrets.write_atomic(paths.cli_users_dir(secrets_dir, "reg.example.com") / "ci", b"")
     result = _run("users", "list", "-i", str(inventory), "--json")
     assert result.exit_code == 0, result.output
     rows = json.loads(result.output)["users"]
@@ -409,6 +414,7 @@ def test_users_deploy_plans_only_account_and_htpasswd_and_hides_passwords(tmp_pa
                                                                           secrets_dir):
     secrets.write_atomic(paths.password_path(secrets_dir, "reg.example.com", "ci"),
                          b"ci-Password-0123456789\n")
+    secrets.write_atomic(paths.cli_users_dir(secrets_dir, "reg.example.com") / "ci", b"")
     inventory = tmp_path / "inventory.py"
     inventory.write_text(f"hosts = {_fake_host(secrets_dir)!r}\n")
     result = _fake_pyinfra(inventory, "deploys/users.py", "-vvv", "--diff")
