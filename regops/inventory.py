@@ -85,7 +85,9 @@ def load_inventory(path: str, limit: list[str] | None = None) -> list[InventoryH
     if not Path(path).is_file():
         raise ConfigError(path, "inventory", "no such file")
     namespace = runpy.run_path(path)
-    group_dir = Path(os.getcwd()) / "group_data"
+    # Like pyinfra: group_data/ beside the inventory, then in the working directory.
+    group_dirs = list(dict.fromkeys([Path(path).resolve().parent / "group_data",
+                                     Path(os.getcwd()).resolve() / "group_data"]))
     merged: dict[str, dict[str, Any]] = {}
     groups_of: dict[str, list[str]] = {}
     for group, value in namespace.items():
@@ -97,9 +99,10 @@ def load_inventory(path: str, limit: list[str] | None = None) -> list[InventoryH
             groups_of.setdefault(name, []).append(group)
     hosts = []
     for name, data in merged.items():
-        combined = _group_data(group_dir, "all")
-        for group in groups_of[name]:
-            combined.update(_group_data(group_dir, group))
+        combined: dict[str, Any] = {}
+        for group in ["all", *groups_of[name]]:
+            for directory in group_dirs:
+                combined.update(_group_data(directory, group))
         combined.update(data)
         hosts.append(InventoryHost(name, combined))
     if limit:

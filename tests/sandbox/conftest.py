@@ -2,7 +2,9 @@
 
 Outside CI these tests skip when no Docker engine answers; with CI=true they
 fail instead, so a green CI always means the deploy ran on real hosts.
-Set REGOPS_KEEP_SANDBOX=1 to keep the hosts after the run for a look.
+Set REGOPS_KEEP_SANDBOX=1 to keep the hosts after the run for a look, and
+REGOPS_REUSE_SANDBOX=1 to run again on them (tests that expect a registry never
+pushed to then fail).
 """
 
 from __future__ import annotations
@@ -77,6 +79,9 @@ def sandbox() -> Any:
     _require(_docker_ready(), "a running Docker engine (scripts/setup starts one)")
     _require(bool(shutil.which("skopeo")), "skopeo (scripts/setup installs it)")
     distros = [arg for distro in HOSTS.values() for arg in ("--distro", distro)]
+    if os.environ.get("REGOPS_REUSE_SANDBOX") != "1":
+        # Fresh hosts: the tests start from a registry that was never pushed to.
+        regops("sandbox", "down", "--name", SANDBOX, check=False)
     regops("sandbox", "up", "--name", SANDBOX, "--hosts", str(len(HOSTS)), *distros)
     status = json.loads(regops("sandbox", "status", "--name", SANDBOX, "--json").stdout)
     yield status
