@@ -118,8 +118,9 @@ def gc(inventory: str, limit: tuple[str, ...], as_json: bool) -> None:
 def users() -> None:
     """Registry users: add, remove, change passwords; rolled out without a restart.
 
-    Users in the inventory's registry_users are permanent; users added here live
-    in the secrets directory as <secrets>/<registry>/users/<name>.password (0600).
+    Users in the inventory's registry_users are permanent; users added here are
+    recorded in <secrets>/<registry>/cli-users/<name>, with their password in
+    <secrets>/<registry>/users/<name>.password (0600) like every user.
     """
 
 

@@ -168,6 +168,17 @@ def _repo_tags(client: RegistryClient, repository: str) -> list[str]:
         raise
 
 
+def listed_tags(client: RegistryClient, repository: str) -> list[str]:
+    """Tags of a repository from the catalog; none when the registry does not know the
+    name (the catalog also lists repositories that only hold blobs of an unfinished push)."""
+    try:
+        return client.tags(repository)
+    except RegistryError as error:
+        if error.status == 404:
+            return []
+        raise
+
+
 def _image_doc(tag: str | None, image: Image) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "digest": image.digest,
@@ -379,7 +390,7 @@ def plan_prune(client: RegistryClient, policies: Sequence[Policy], now: datetime
                workers: int = 8, show: bool = False) -> list[RepoPlan]:
     """Read every repository a policy covers and decide; deletes nothing."""
     repositories = [r for r in sorted(client.catalog()) if retention.policies_for(r, policies)]
-    listed = parallel(client.tags, repositories, workers)
+    listed = parallel(lambda r: listed_tags(client, r), repositories, workers)
     plans, work = [], []
     for repository, names in zip(repositories, listed, strict=True):
         plan = RepoPlan(repository)
@@ -640,7 +651,7 @@ def du(namespace: str | None, inventory: str, host_name: str | None, user: str |
     target = connect(pick_host(inventory, host_name), user)
     client = target.client
     repositories = sorted(r for r in client.catalog() if in_namespace(r, namespace))
-    listed = parallel(client.tags, repositories, workers)
+    listed = parallel(lambda r: listed_tags(client, r), repositories, workers)
     work: list[tuple[str, str]] = []
     problems = []
     for repository, names in zip(repositories, listed, strict=True):

@@ -366,6 +366,8 @@ def test_du_counts_a_blob_shared_across_repositories_once(sb1):
     api_push(c, "t50/du/team/a", "1", "2026-01-03T00:00:00Z", [base, own_a])
     api_push(c, "t50/du/team/b", "1", "2026-01-01T00:00:00Z", [base, own_b])
     api_push(c, "t50/du/team/b", "2", "2026-01-02T00:00:00Z", [base, own_b])
+    # An unfinished push: the catalog lists the name, its tag list is a 404.
+    images.upload_blob(c, "t50/du/partial", os.urandom(KiB))
     doc = cli_json("du", "t50/du")
     assert doc["namespace"] == "t50/du"
     repos, spaces = doc["repositories"], doc["namespaces"]
@@ -376,6 +378,8 @@ def test_du_counts_a_blob_shared_across_repositories_once(sb1):
     assert team["bytes"] == a["bytes"] + b["bytes"] - len(base)
     assert team["repositories"] == 2 and team["tags"] == 3
     assert set(spaces) == {"t50/du", "t50/du/team"}  # not t50: it has more than these
+    assert repos["t50/du/partial"] == {"bytes": 0, "blobs": 0, "tags": 0}
+    assert spaces["t50/du"]["repositories"] == 3
     assert spaces["t50/du"]["bytes"] == team["bytes"] == doc["total"]["bytes"]
     assert doc["total"]["blobs"] == 1 + 2 + 3 + 3  # base, two own layers, configs, manifests
     text = cli("du", "t50/du")
