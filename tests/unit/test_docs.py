@@ -28,3 +28,20 @@ def test_readme_quick_start_has_exactly_two_commands():
 def test_ci_runs_the_quick_start_test_command():
     ci = (README.parent / ".ci" / "run").read_text()
     assert "./scripts/test" in ci
+
+
+def test_every_cli_command_is_in_the_readme():
+    import click
+
+    from regops.cli import main
+
+    text = README.read_text()
+    missing = []
+    for name, command in main.commands.items():
+        subcommands = command.commands if isinstance(command, click.Group) else {}
+        if not subcommands and f"`regops {name}" not in text:
+            missing.append(name)
+        for sub in subcommands:
+            if f"`regops {name} {sub}" not in text:
+                missing.append(f"{name} {sub}")
+    assert not missing, f"commands missing from the README: {missing}"
