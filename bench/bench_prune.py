@@ -33,8 +33,13 @@ from regops.retention import Candidate  # noqa: E402
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 POLICIES = [
-    {"repositories": "bench/**", "keep_last": 10, "older_than": "30d",
-     "exclude": ["re:release-.*"], "protect": ["latest", "semver", "stable"]},
+    {
+        "repositories": "bench/**",
+        "keep_last": 10,
+        "older_than": "30d",
+        "exclude": ["re:release-.*"],
+        "protect": ["latest", "semver", "stable"],
+    },
     {"repositories": "bench/app", "keep_last": 3, "include": ["pr-*"]},
 ]
 
@@ -56,20 +61,42 @@ def synthetic(n: int) -> tuple[list[Candidate], dict[str, Image]]:
         created = start + timedelta(hours=i)
         layer = Descriptor(f"sha256:{i:064x}", 1_000_000 + i)
         config = Descriptor(f"sha256:{i + 10**6:064x}", 1_500)
-        manifest = Manifest(f"sha256:{i + 2 * 10**6:064x}", images.OCI_MANIFEST, 500,
-                            config=config, layers=(Descriptor("sha256:" + "b" * 64, 30_000_000),
-                                                   layer))
+        manifest = Manifest(
+            f"sha256:{i + 2 * 10**6:064x}",
+            images.OCI_MANIFEST,
+            500,
+            config=config,
+            layers=(Descriptor("sha256:" + "b" * 64, 30_000_000), layer),
+        )
         image = Image(manifest, created)
         if i % 50 == 0:
-            kids = [Image(Manifest(f"sha256:{i + k * 10**7:064x}", images.OCI_MANIFEST, 500,
-                                   config=config, layers=(layer,)), created, f"linux/arch{k}")
-                    for k in (3, 4)]
-            image = Image(Manifest(manifest.digest, images.OCI_INDEX, 400,
-                                   children=tuple(Descriptor(c.digest, 500) for c in kids)),
-                          created, None, kids)
+            kids = [
+                Image(
+                    Manifest(
+                        f"sha256:{i + k * 10**7:064x}",
+                        images.OCI_MANIFEST,
+                        500,
+                        config=config,
+                        layers=(layer,),
+                    ),
+                    created,
+                    f"linux/arch{k}",
+                )
+                for k in (3, 4)
+            ]
+            image = Image(
+                Manifest(
+                    manifest.digest,
+                    images.OCI_INDEX,
+                    400,
+                    children=tuple(Descriptor(c.digest, 500) for c in kids),
+                ),
+                created,
+                None,
+                kids,
+            )
         by_digest[image.digest] = image
-        candidates.append(Candidate(tag, image.digest, created,
-                                    frozenset(image.child_digests())))
+        candidates.append(Candidate(tag, image.digest, created, frozenset(image.child_digests())))
         if i % 97 == 0:  # an alias on the same digest
             candidates.append(Candidate(f"alias-{i}", image.digest, created))
     candidates.append(Candidate("latest", candidates[-1].digest, candidates[-1].created))
@@ -96,13 +123,16 @@ def bench_engine(n: int, runs: int) -> list[tuple[str, int, list[float]]]:
     def plan() -> tuple[int, int]:
         chosen = select()
         gone = [by_digest[d] for d in chosen.delete_digests]
-        kept = {c.digest: by_digest[c.digest] for c in candidates
-                if not chosen.decisions[c.tag].delete}
+        kept = {
+            c.digest: by_digest[c.digest] for c in candidates if not chosen.decisions[c.tag].delete
+        }
         return images.freed_estimate(gone, kept.values())
 
     result = select()
-    print(f"# synthetic: {len(candidates)} tags, {len(result.deleted_tags)} selected, "
-          f"{len(result.held)} held back by shared digests")
+    print(
+        f"# synthetic: {len(candidates)} tags, {len(result.deleted_tags)} selected, "
+        f"{len(result.held)} held back by shared digests"
+    )
     return [
         ("selection (pure)", len(candidates), timed(select, runs)),
         ("selection + freed estimate (pure)", len(candidates), timed(plan, runs)),
@@ -123,8 +153,7 @@ def fill(client: RegistryClient, repository: str, n: int, workers: int) -> None:
     images.upload_blob(client, repository, layer)
 
     def push(i: int) -> None:
-        config = images.image_config(
-            (NOW - timedelta(hours=n - i)).strftime("%Y-%m-%dT%H:%M:%SZ"))
+        config = images.image_config((NOW - timedelta(hours=n - i)).strftime("%Y-%m-%dT%H:%M:%SZ"))
         images.upload_blob(client, repository, config)
         kind, body = images.image_manifest(config, [layer])
         images.put_manifest(client, repository, f"bench-{i:04d}", kind, body)
@@ -133,8 +162,9 @@ def fill(client: RegistryClient, repository: str, n: int, workers: int) -> None:
         list(pool.map(push, missing))
 
 
-def bench_registry(client: RegistryClient, repository: str, n: int, workers: int,
-                   runs: int) -> list[tuple[str, int, list[float]]]:
+def bench_registry(
+    client: RegistryClient, repository: str, n: int, workers: int, runs: int
+) -> list[tuple[str, int, list[float]]]:
     from regops.cli_images import plan_prune
 
     fill(client, repository, n, workers)
@@ -150,12 +180,16 @@ def bench_registry(client: RegistryClient, repository: str, n: int, workers: int
 
 
 def table(rows: list[tuple[str, int, list[float]]]) -> str:
-    lines = ["| benchmark | tags | runs | median | best | per tag |",
-             "|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| benchmark | tags | runs | median | best | per tag |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     for name, tags, times in rows:
         median = statistics.median(times)
-        lines.append(f"| {name} | {tags} | {len(times)} | {_t(median)} | {_t(min(times))} | "
-                     f"{_t(median / tags)} |")
+        lines.append(
+            f"| {name} | {tags} | {len(times)} | {_t(median)} | {_t(min(times))} | "
+            f"{_t(median / tags)} |"
+        )
     return "\n".join(lines)
 
 
@@ -192,8 +226,9 @@ def main() -> None:
     parser.add_argument("--url", help="registry URL, e.g. https://127.0.0.1:5000")
     parser.add_argument("--ca", help="CA certificate of the registry")
     parser.add_argument("--user", help="registry user")
-    parser.add_argument("--password-file", help="file with the password "
-                        "[default: env REGOPS_BENCH_PASSWORD]")
+    parser.add_argument(
+        "--password-file", help="file with the password [default: env REGOPS_BENCH_PASSWORD]"
+    )
     parser.add_argument("--repo", default="t50/bench/app", help="repository to fill and prune")
     args = parser.parse_args()
 

@@ -79,22 +79,42 @@ def _guard(fn: F) -> F:
 
 def _options(fn: F) -> F:
     """-i, --host, --user, --json: how every content command picks its registry."""
-    for option in reversed([
-        click.option("-i", "--inventory", envvar="REGOPS_INVENTORY", required=True,
-                     metavar="PATH", help="pyinfra inventory [env REGOPS_INVENTORY]."),
-        click.option("--host", "host_name", metavar="NAME",
-                     help="Inventory host whose registry to use [default: the first]."),
-        click.option("--user", metavar="NAME",
-                     help="Registry user to log in as [default: the first registry user]."),
-        click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts)."),
-    ]):
+    for option in reversed(
+        [
+            click.option(
+                "-i",
+                "--inventory",
+                envvar="REGOPS_INVENTORY",
+                required=True,
+                metavar="PATH",
+                help="pyinfra inventory [env REGOPS_INVENTORY].",
+            ),
+            click.option(
+                "--host",
+                "host_name",
+                metavar="NAME",
+                help="Inventory host whose registry to use [default: the first].",
+            ),
+            click.option(
+                "--user",
+                metavar="NAME",
+                help="Registry user to log in as [default: the first registry user].",
+            ),
+            click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts)."),
+        ]
+    ):
         fn = option(fn)
     return fn
 
 
 def _workers(fn: F) -> F:
-    return click.option("--workers", type=click.IntRange(1, 64), default=8, show_default=True,
-                        help="Concurrent API requests.")(fn)
+    return click.option(
+        "--workers",
+        type=click.IntRange(1, 64),
+        default=8,
+        show_default=True,
+        help="Concurrent API requests.",
+    )(fn)
 
 
 @dataclass
@@ -144,8 +164,9 @@ def _progress(length: int, label: str, show: bool) -> Iterator[Callable[[], None
         yield lambda: bar.update(1)
 
 
-def parallel(fn: Callable[[T], R], items: Sequence[T], workers: int, label: str = "",
-             show: bool = False) -> list[R | Exception]:
+def parallel(
+    fn: Callable[[T], R], items: Sequence[T], workers: int, label: str = "", show: bool = False
+) -> list[R | Exception]:
     """fn over items on `workers` threads; results (or the exception) in item order."""
     results: list[R | Exception] = [Exception("not run")] * len(items)
     with _progress(len(items), label, show) as tick, ThreadPoolExecutor(workers) as pool:
@@ -193,8 +214,10 @@ def _image_doc(tag: str | None, image: Image) -> dict[str, Any]:
 
 def _delete_problem(repository: str, digest: str, error: RegistryError) -> str:
     if error.status == 405:
-        return (f"{repository}@{digest}: the registry refuses deletes (HTTP 405): "
-                "registry_delete_enabled is off, or it is read-only while GC runs")
+        return (
+            f"{repository}@{digest}: the registry refuses deletes (HTTP 405): "
+            "registry_delete_enabled is off, or it is read-only while GC runs"
+        )
     return str(error)
 
 
@@ -204,8 +227,9 @@ def _plural(n: int, word: str) -> str:
 
 def _table(rows: list[list[str]]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
-                     for r in rows)
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows
+    )
 
 
 # --------------------------------------------------------------------------- catalog, tags
@@ -230,8 +254,14 @@ def catalog(inventory: str, host_name: str | None, user: str | None, as_json: bo
 @_options
 @_workers
 @_guard
-def tags(repository: str, inventory: str, host_name: str | None, user: str | None,
-         as_json: bool, workers: int) -> None:
+def tags(
+    repository: str,
+    inventory: str,
+    host_name: str | None,
+    user: str | None,
+    as_json: bool,
+    workers: int,
+) -> None:
     """List a repository's tags with digest, size, created time and platforms.
 
     Size is config plus layers (for a multi-arch image, of all its children);
@@ -240,8 +270,13 @@ def tags(repository: str, inventory: str, host_name: str | None, user: str | Non
     target = connect(pick_host(inventory, host_name), user)
     names = _repo_tags(target.client, repository)
     scanner = Scanner(target.client)
-    images = parallel(lambda t: scanner.image(repository, t), names, workers,
-                      label="reading manifests", show=not as_json)
+    images = parallel(
+        lambda t: scanner.image(repository, t),
+        names,
+        workers,
+        label="reading manifests",
+        show=not as_json,
+    )
     entries, errors = [], []
     for tag, image in zip(names, images, strict=True):
         if isinstance(image, Exception):
@@ -256,8 +291,15 @@ def tags(repository: str, inventory: str, host_name: str | None, user: str | Non
         for e in entries:
             if "error" in e:
                 continue
-            rows.append([e["tag"], e["digest"][:19], human_bytes(e["size"]), e["created"] or "-",
-                         ",".join(e["platforms"]) or "-"])
+            rows.append(
+                [
+                    e["tag"],
+                    e["digest"][:19],
+                    human_bytes(e["size"]),
+                    e["created"] or "-",
+                    ",".join(e["platforms"]) or "-",
+                ]
+            )
         click.echo(_table(rows))
     if errors:
         raise Failure("; ".join(errors))
@@ -268,13 +310,23 @@ def tags(repository: str, inventory: str, host_name: str | None, user: str | Non
 
 @click.command()
 @click.argument("reference", metavar="REPO:TAG")
-@click.option("--all-tags", is_flag=True,
-              help="Also delete the other tags on the same digest (the API deletes them all).")
+@click.option(
+    "--all-tags",
+    is_flag=True,
+    help="Also delete the other tags on the same digest (the API deletes them all).",
+)
 @_options
 @_workers
 @_guard
-def delete(reference: str, all_tags: bool, inventory: str, host_name: str | None,
-           user: str | None, as_json: bool, workers: int) -> None:
+def delete(
+    reference: str,
+    all_tags: bool,
+    inventory: str,
+    host_name: str | None,
+    user: str | None,
+    as_json: bool,
+    workers: int,
+) -> None:
     """Delete the image a tag points at (REPO:TAG, or REPO@sha256:... for a digest).
 
     The registry deletes by digest, which removes every tag on that digest:
@@ -309,21 +361,30 @@ def delete(reference: str, all_tags: bool, inventory: str, host_name: str | None
         elif digest in other.child_digests():
             parents.append(tag)
     doc: dict[str, Any] = {
-        "host": target.host.name, "repository": repository, "reference": ref,
-        **_image_doc(None, image), "tags": on_digest, "deleted": False,
-        "untagged_children": [{"digest": c.digest, "platform": c.platform}
-                              for c in image.children],
+        "host": target.host.name,
+        "repository": repository,
+        "reference": ref,
+        **_image_doc(None, image),
+        "tags": on_digest,
+        "deleted": False,
+        "untagged_children": [{"digest": c.digest, "platform": c.platform} for c in image.children],
     }
     refusal = None
     if parents:
-        refusal = (f"{repository}@{digest} is part of the multi-arch image(s) "
-                   f"{', '.join(parents)}; deleting it would break them")
+        refusal = (
+            f"{repository}@{digest} is part of the multi-arch image(s) "
+            f"{', '.join(parents)}; deleting it would break them"
+        )
     elif ref.startswith("sha256:") and on_digest and not all_tags:
-        refusal = (f"{repository}@{digest} carries tags {', '.join(on_digest)}; "
-                   "add --all-tags to delete it with all of them")
+        refusal = (
+            f"{repository}@{digest} carries tags {', '.join(on_digest)}; "
+            "add --all-tags to delete it with all of them"
+        )
     elif (others := [t for t in on_digest if t != ref]) and not all_tags:
-        refusal = (f"{repository}:{ref} shares digest {digest} with {', '.join(others)}; the API "
-                   f"deletes all of them: add --all-tags to delete {', '.join(on_digest)}")
+        refusal = (
+            f"{repository}:{ref} shares digest {digest} with {', '.join(others)}; the API "
+            f"deletes all of them: add --all-tags to delete {', '.join(on_digest)}"
+        )
     if refusal:
         doc["refused"] = refusal
         if as_json:
@@ -340,9 +401,11 @@ def delete(reference: str, all_tags: bool, inventory: str, host_name: str | None
     tags_text = ", ".join(on_digest) or "no tags"
     click.echo(f"deleted {repository}@{digest} ({tags_text}; {human_bytes(image.size)})")
     if image.is_index:
-        click.echo(f"multi-arch image ({', '.join(image.platforms) or 'no platforms'}): "
-                   f"deleted its index; {len(image.children)} child manifest(s) are now "
-                   f"untagged. {UNTAGGED_NOTE}.")
+        click.echo(
+            f"multi-arch image ({', '.join(image.platforms) or 'no platforms'}): "
+            f"deleted its index; {len(image.children)} child manifest(s) are now "
+            f"untagged. {UNTAGGED_NOTE}."
+        )
     click.echo("space returns after the next GC (regops-gc)")
 
 
@@ -364,8 +427,11 @@ class RepoPlan:
 
     def as_dict(self) -> dict[str, Any]:
         s = self.selection
-        doc: dict[str, Any] = {"repository": self.repository, "tags": len(self.images),
-                               "error": self.error}
+        doc: dict[str, Any] = {
+            "repository": self.repository,
+            "tags": len(self.images),
+            "error": self.error,
+        }
         if s is None:
             return doc
         by_digest = {i.digest: i for i in self.images.values()}
@@ -377,17 +443,27 @@ class RepoPlan:
             {"digest": d, "tags": tags, "reason": s.decisions[tags[0]].reason}
             for d, tags in sorted(s.held.items(), key=lambda kv: natural_key(kv[1][0]))
         ]
-        doc["keep"] = [{"tag": d.tag, "digest": d.digest, "reason": d.reason}
-                       for d in sorted(s.decisions.values(), key=lambda d: natural_key(d.tag))
-                       if not d.delete]
-        doc.update(freed_bytes=self.freed_bytes, untagged_bytes=self.untagged_bytes,
-                   deleted=self.deleted,
-                   failed=[{"digest": d, "error": e} for d, e in self.failed.items()])
+        doc["keep"] = [
+            {"tag": d.tag, "digest": d.digest, "reason": d.reason}
+            for d in sorted(s.decisions.values(), key=lambda d: natural_key(d.tag))
+            if not d.delete
+        ]
+        doc.update(
+            freed_bytes=self.freed_bytes,
+            untagged_bytes=self.untagged_bytes,
+            deleted=self.deleted,
+            failed=[{"digest": d, "error": e} for d, e in self.failed.items()],
+        )
         return doc
 
 
-def plan_prune(client: RegistryClient, policies: Sequence[Policy], now: datetime,
-               workers: int = 8, show: bool = False) -> list[RepoPlan]:
+def plan_prune(
+    client: RegistryClient,
+    policies: Sequence[Policy],
+    now: datetime,
+    workers: int = 8,
+    show: bool = False,
+) -> list[RepoPlan]:
     """Read every repository a policy covers and decide; deletes nothing."""
     repositories = [r for r in sorted(client.catalog()) if retention.policies_for(r, policies)]
     listed = parallel(lambda r: listed_tags(client, r), repositories, workers)
@@ -400,8 +476,13 @@ def plan_prune(client: RegistryClient, policies: Sequence[Policy], now: datetime
             continue
         work += [(plan, tag) for tag in names]
     scanner = Scanner(client)
-    found = parallel(lambda item: scanner.image(item[0].repository, item[1]), work, workers,
-                     label="reading tags", show=show)
+    found = parallel(
+        lambda item: scanner.image(item[0].repository, item[1]),
+        work,
+        workers,
+        label="reading tags",
+        show=show,
+    )
     for (plan, tag), image in zip(work, found, strict=True):
         if isinstance(image, RegistryError) and image.status == 404:
             continue  # deleted meanwhile
@@ -412,14 +493,18 @@ def plan_prune(client: RegistryClient, policies: Sequence[Policy], now: datetime
     for plan in plans:
         if plan.error:
             continue  # a partial view could delete what a tag we could not read still needs
-        candidates = [Candidate(t, i.digest, i.created, frozenset(i.child_digests()))
-                      for t, i in plan.images.items()]
+        candidates = [
+            Candidate(t, i.digest, i.created, frozenset(i.child_digests()))
+            for t, i in plan.images.items()
+        ]
         plan.selection = retention.select(
-            candidates, retention.policies_for(plan.repository, policies), now)
+            candidates, retention.policies_for(plan.repository, policies), now
+        )
         by_digest = {i.digest: i for i in plan.images.values()}
         gone = [by_digest[d] for d in plan.selection.delete_digests]
-        kept = {i.digest: i for t, i in plan.images.items()
-                if not plan.selection.decisions[t].delete}
+        kept = {
+            i.digest: i for t, i in plan.images.items() if not plan.selection.decisions[t].delete
+        }
         plan.freed_bytes, plan.untagged_bytes = freed_estimate(gone, kept.values())
     return plans
 
@@ -450,8 +535,9 @@ def _moved_meanwhile(client: RegistryClient, plan: RepoPlan) -> set[str]:
     return spared
 
 
-def apply_prune(client: RegistryClient, plans: Sequence[RepoPlan], workers: int,
-                show: bool) -> None:
+def apply_prune(
+    client: RegistryClient, plans: Sequence[RepoPlan], workers: int, show: bool
+) -> None:
     """Delete the selected digests (never a child of a multi-arch image by itself)."""
     work: list[tuple[RepoPlan, str]] = []
     for plan in plans:
@@ -486,9 +572,15 @@ def apply_prune(client: RegistryClient, plans: Sequence[RepoPlan], workers: int,
             plan.deleted.append(digest)
 
 
-def _cli_policy(repos: tuple[str, ...], keep_last: int | None, older_than: str | None,
-                include: tuple[str, ...], exclude: tuple[str, ...], protect: tuple[str, ...],
-                no_protect: bool) -> Policy:
+def _cli_policy(
+    repos: tuple[str, ...],
+    keep_last: int | None,
+    older_than: str | None,
+    include: tuple[str, ...],
+    exclude: tuple[str, ...],
+    protect: tuple[str, ...],
+    no_protect: bool,
+) -> Policy:
     if no_protect and protect:
         raise Failure("--protect and --no-protect exclude each other", 2)
     raw: dict[str, Any] = {"repositories": list(repos)}
@@ -508,43 +600,58 @@ def _cli_policy(repos: tuple[str, ...], keep_last: int | None, older_than: str |
         return retention.make_policy(raw)
     except PolicyError as error:
         text = str(error)
-        for key, option in (("keep_last", "--keep-last"), ("older_than", "--older-than"),
-                            ("repositories", "--repo"), ("include", "--include"),
-                            ("exclude", "--exclude"), ("protect", "--protect")):
+        for key, option in (
+            ("keep_last", "--keep-last"),
+            ("older_than", "--older-than"),
+            ("repositories", "--repo"),
+            ("include", "--include"),
+            ("exclude", "--exclude"),
+            ("protect", "--protect"),
+        ):
             text = text.replace(key, option)
         raise Failure(f"prune options: {text}", 2) from None
 
 
 def _render_prune(doc: dict[str, Any]) -> str:
-    lines = [f"host {doc['host']}: {len(doc['policies'])} "
-             f"{'policy' if len(doc['policies']) == 1 else 'policies'}"]
+    lines = [
+        f"host {doc['host']}: {len(doc['policies'])} "
+        f"{'policy' if len(doc['policies']) == 1 else 'policies'}"
+    ]
     lines += [f"  policy: {p}" for p in doc["policy_text"]]
     for repo in doc["repositories"]:
         if repo["error"]:
             lines.append(f"{repo['repository']}: skipped: {repo['error']}")
             continue
         n_tags = sum(len(d["tags"]) for d in repo["delete"])
-        lines.append(f"{repo['repository']}: {_plural(repo['tags'], 'tag')}, delete {n_tags} "
-                     f"({_plural(len(repo['delete']), 'manifest')}), "
-                     f"keep {repo['tags'] - n_tags}")
+        lines.append(
+            f"{repo['repository']}: {_plural(repo['tags'], 'tag')}, delete {n_tags} "
+            f"({_plural(len(repo['delete']), 'manifest')}), "
+            f"keep {repo['tags'] - n_tags}"
+        )
         for d in repo["delete"]:
             kind = " multi-arch " + ",".join(d["platforms"]) if d["index"] else ""
-            lines.append(f"  - {', '.join(d['tags'])}  {d['digest'][:19]}  {d['created']}  "
-                         f"{human_bytes(d['size'])}{kind}")
+            lines.append(
+                f"  - {', '.join(d['tags'])}  {d['digest'][:19]}  {d['created']}  "
+                f"{human_bytes(d['size'])}{kind}"
+            )
         for h in repo["held"]:
             lines.append(f"  ! {', '.join(h['tags'])} kept: {h['reason']}")
         for f in repo["failed"]:
             lines.append(f"  x {f['digest'][:19]}: {f['error']}")
     s = doc["summary"]
     verb = "would free" if doc["dry_run"] else "frees"
-    lines.append(f"total: {_plural(s['tags_deleted'], 'tag')} "
-                 f"({_plural(s['manifests_deleted'], 'manifest')}) in "
-                 f"{s['repositories']} {'repository' if s['repositories'] == 1 else 'repositories'}"
-                 f"; {verb} ~{human_bytes(s['freed_bytes'])} "
-                 "after GC (estimate)")
+    lines.append(
+        f"total: {_plural(s['tags_deleted'], 'tag')} "
+        f"({_plural(s['manifests_deleted'], 'manifest')}) in "
+        f"{s['repositories']} {'repository' if s['repositories'] == 1 else 'repositories'}"
+        f"; {verb} ~{human_bytes(s['freed_bytes'])} "
+        "after GC (estimate)"
+    )
     if s["untagged_bytes"]:
-        lines.append(f"  +{human_bytes(s['untagged_bytes'])} only after GC with "
-                     f"--delete-untagged: {UNTAGGED_NOTE}")
+        lines.append(
+            f"  +{human_bytes(s['untagged_bytes'])} only after GC with "
+            f"--delete-untagged: {UNTAGGED_NOTE}"
+        )
     if doc["dry_run"]:
         lines.append("dry run: nothing was deleted; add --yes to delete")
     return "\n".join(lines)
@@ -552,30 +659,62 @@ def _render_prune(doc: dict[str, Any]) -> str:
 
 @click.command()
 @_options
-@click.option("--repo", "repos", multiple=True, metavar="PATTERN",
-              help="Repositories of a command-line policy (glob: * one level, ** any; "
-                   "or re:REGEX); repeatable. Replaces the inventory's registry_retention.")
-@click.option("--keep-last", type=click.IntRange(min=0), metavar="N",
-              help="Keep the newest N tags in scope (by the image config's created time).")
-@click.option("--older-than", metavar="DURATION",
-              help="Delete only tags older than this (30d, 12h, 2w, 1d12h).")
-@click.option("--include", multiple=True, metavar="PATTERN",
-              help="Tags in scope (glob or re:REGEX) [default: *]; repeatable.")
-@click.option("--exclude", multiple=True, metavar="PATTERN",
-              help="Tags out of scope; repeatable.")
-@click.option("--protect", multiple=True, metavar="PATTERN",
-              help="Tags never deleted (glob, re:REGEX, or 'semver' for v?X.Y.Z) "
-                   "[default: latest and semver]; repeatable.")
+@click.option(
+    "--repo",
+    "repos",
+    multiple=True,
+    metavar="PATTERN",
+    help="Repositories of a command-line policy (glob: * one level, ** any; "
+    "or re:REGEX); repeatable. Replaces the inventory's registry_retention.",
+)
+@click.option(
+    "--keep-last",
+    type=click.IntRange(min=0),
+    metavar="N",
+    help="Keep the newest N tags in scope (by the image config's created time).",
+)
+@click.option(
+    "--older-than",
+    metavar="DURATION",
+    help="Delete only tags older than this (30d, 12h, 2w, 1d12h).",
+)
+@click.option(
+    "--include",
+    multiple=True,
+    metavar="PATTERN",
+    help="Tags in scope (glob or re:REGEX) [default: *]; repeatable.",
+)
+@click.option("--exclude", multiple=True, metavar="PATTERN", help="Tags out of scope; repeatable.")
+@click.option(
+    "--protect",
+    multiple=True,
+    metavar="PATTERN",
+    help="Tags never deleted (glob, re:REGEX, or 'semver' for v?X.Y.Z) "
+    "[default: latest and semver]; repeatable.",
+)
 @click.option("--no-protect", is_flag=True, help="Protect no tags.")
-@click.option("--now", "now_text", metavar="TIME",
-              help="Reference time for ages (RFC 3339) [default: now].")
+@click.option(
+    "--now", "now_text", metavar="TIME", help="Reference time for ages (RFC 3339) [default: now]."
+)
 @click.option("--yes", is_flag=True, help="Delete; without it, a dry run.")
 @_workers
 @_guard
-def prune(inventory: str, host_name: str | None, user: str | None, as_json: bool,
-          repos: tuple[str, ...], keep_last: int | None, older_than: str | None,
-          include: tuple[str, ...], exclude: tuple[str, ...], protect: tuple[str, ...],
-          no_protect: bool, now_text: str | None, yes: bool, workers: int) -> None:
+def prune(
+    inventory: str,
+    host_name: str | None,
+    user: str | None,
+    as_json: bool,
+    repos: tuple[str, ...],
+    keep_last: int | None,
+    older_than: str | None,
+    include: tuple[str, ...],
+    exclude: tuple[str, ...],
+    protect: tuple[str, ...],
+    no_protect: bool,
+    now_text: str | None,
+    yes: bool,
+    workers: int,
+) -> None:
     """Delete tags by retention policy (dry run unless --yes).
 
     Policies come from the inventory's registry_retention, or from the options.
@@ -585,13 +724,17 @@ def prune(inventory: str, host_name: str | None, user: str | None, as_json: bool
     """
     host = pick_host(inventory, host_name)
     if any((repos, keep_last is not None, older_than, include, exclude, protect, no_protect)):
-        policies = [_cli_policy(repos, keep_last, older_than, include, exclude, protect,
-                                no_protect)]
+        policies = [
+            _cli_policy(repos, keep_last, older_than, include, exclude, protect, no_protect)
+        ]
     else:
         policies = retention.parse_policies(host.name, host.data.get(retention.KEY))
         if not policies:
-            raise Failure(f"{host.name}: no retention policy: set {retention.KEY} in the "
-                          "inventory, or give --repo with --keep-last and/or --older-than", 2)
+            raise Failure(
+                f"{host.name}: no retention policy: set {retention.KEY} in the "
+                "inventory, or give --repo with --keep-last and/or --older-than",
+                2,
+            )
     now = datetime.now(UTC)
     if now_text:
         parsed = parse_time(now_text)
@@ -605,7 +748,9 @@ def prune(inventory: str, host_name: str | None, user: str | None, as_json: bool
     freed, untagged = total_freed(plans)
     repo_docs = [p.as_dict() for p in plans]
     doc = {
-        "host": host.name, "dry_run": not yes, "now": format_time(now),
+        "host": host.name,
+        "dry_run": not yes,
+        "now": format_time(now),
         "policies": [p.as_dict() for p in policies],
         "policy_text": [p.describe() for p in policies],
         "repositories": repo_docs,
@@ -613,7 +758,8 @@ def prune(inventory: str, host_name: str | None, user: str | None, as_json: bool
             "repositories": len(plans),
             "tags_deleted": sum(len(d["tags"]) for r in repo_docs for d in r.get("delete", [])),
             "manifests_deleted": sum(len(r.get("delete", [])) for r in repo_docs),
-            "freed_bytes": freed, "untagged_bytes": untagged,
+            "freed_bytes": freed,
+            "untagged_bytes": untagged,
             "failed": sum(len(p.failed) for p in plans) + sum(bool(p.error) for p in plans),
         },
     }
@@ -639,8 +785,14 @@ def in_namespace(repository: str, namespace: str | None) -> bool:
 @_options
 @_workers
 @_guard
-def du(namespace: str | None, inventory: str, host_name: str | None, user: str | None,
-       as_json: bool, workers: int) -> None:
+def du(
+    namespace: str | None,
+    inventory: str,
+    host_name: str | None,
+    user: str | None,
+    as_json: bool,
+    workers: int,
+) -> None:
     """Storage per repository and per namespace, from the API [only under NAMESPACE].
 
     Each line counts a blob once however many of its repositories share it, as
@@ -660,8 +812,13 @@ def du(namespace: str | None, inventory: str, host_name: str | None, user: str |
         else:
             work += [(repository, t) for t in names]
     scanner = Scanner(client, created=False)
-    found = parallel(lambda item: scanner.image(*item), work, workers,
-                     label="reading manifests", show=not as_json)
+    found = parallel(
+        lambda item: scanner.image(*item),
+        work,
+        workers,
+        label="reading manifests",
+        show=not as_json,
+    )
     blobs: dict[str, dict[str, int]] = {r: {} for r in repositories}
     tag_count = dict.fromkeys(repositories, 0)
     for (repository, tag), image in zip(work, found, strict=True):
@@ -681,20 +838,38 @@ def du(namespace: str | None, inventory: str, host_name: str | None, user: str |
         return {**doc, "repositories": u.repositories} if with_repos else doc
 
     if as_json:
-        _emit({"host": target.host.name, "namespace": namespace,
-               "repositories": {r: usage(u) for r, u in per_repo.items()},
-               "namespaces": {n: usage(u, True) for n, u in per_ns.items()},
-               "total": usage(total, True), "errors": problems})
+        _emit(
+            {
+                "host": target.host.name,
+                "namespace": namespace,
+                "repositories": {r: usage(u) for r, u in per_repo.items()},
+                "namespaces": {n: usage(u, True) for n, u in per_ns.items()},
+                "total": usage(total, True),
+                "errors": problems,
+            }
+        )
     else:
         entries = [(r, False, u) for r, u in per_repo.items()]
         entries += [(n, True, u) for n, u in per_ns.items()]
         entries.sort(key=lambda e: (e[0].split("/"), not e[1]))
         rows = [["SIZE", "BLOBS", "TAGS", "NAME"]]
         for name, is_ns, u in entries:
-            rows.append([human_bytes(u.bytes), str(u.blobs), str(u.tags),
-                         f"{name}/ ({u.repositories} repositories)" if is_ns else name])
-        rows.append([human_bytes(total.bytes), str(total.blobs), str(total.tags),
-                     f"total ({total.repositories} repositories)"])
+            rows.append(
+                [
+                    human_bytes(u.bytes),
+                    str(u.blobs),
+                    str(u.tags),
+                    f"{name}/ ({u.repositories} repositories)" if is_ns else name,
+                ]
+            )
+        rows.append(
+            [
+                human_bytes(total.bytes),
+                str(total.blobs),
+                str(total.tags),
+                f"total ({total.repositories} repositories)",
+            ]
+        )
         click.echo(_table(rows))
     if problems:
         raise Failure(f"{len(problems)} problem(s): {problems[0]}")

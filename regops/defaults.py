@@ -221,6 +221,16 @@ KEYS: list[Key] = [
         "gc",
         "Seconds the GC job waits for the registry to be healthy after each restart.",
     ),
+    # --- retention -------------------------------------------------------------
+    Key(
+        "registry_retention",
+        [],
+        "retention",
+        "Retention policies of `regops prune`: a list of maps with `repositories` (glob: `*` one "
+        "level, `**` any; or `re:REGEX`), `keep_last` and/or `older_than` (`30d`, `12h`, `2w`), "
+        '`include` (default `["*"]`) and `exclude` tag patterns, `protect` (default '
+        '`["latest", "semver"]`; `semver` = `v?MAJOR.MINOR.PATCH`).',
+    ),
     # --- operator side ------------------------------------------------------------
     Key(
         "registry_secrets_dir",

@@ -131,12 +131,18 @@ def platform_name(platform: Mapping[str, Any] | None) -> str | None:
 
 
 def _descriptor(raw: Any, where: str) -> Descriptor:
-    if not isinstance(raw, Mapping) or not isinstance(raw.get("digest"), str) or not isinstance(
-        raw.get("size"), int
+    if (
+        not isinstance(raw, Mapping)
+        or not isinstance(raw.get("digest"), str)
+        or not isinstance(raw.get("size"), int)
     ):
         raise ManifestError(f"{where}: descriptor without digest and size")
-    return Descriptor(raw["digest"], raw["size"], str(raw.get("mediaType") or ""),
-                      platform_name(raw.get("platform")))
+    return Descriptor(
+        raw["digest"],
+        raw["size"],
+        str(raw.get("mediaType") or ""),
+        platform_name(raw.get("platform")),
+    )
 
 
 def parse_manifest(digest: str, media_type: str, body: bytes) -> Manifest:
@@ -241,8 +247,12 @@ def disk_usage(
         unique: dict[str, int] = {}
         for name in names:
             unique.update(blobs_by_repo[name])
-        return Usage(sum(unique.values()), len(unique), len(names),
-                     sum(tags_by_repo.get(n, 0) for n in names))
+        return Usage(
+            sum(unique.values()),
+            len(unique),
+            len(names),
+            sum(tags_by_repo.get(n, 0) for n in names),
+        )
 
     members: dict[str, list[str]] = {}
     for repo in blobs_by_repo:
@@ -272,8 +282,13 @@ def freed_estimate(deleted: Iterable[Image], surviving: Iterable[Image]) -> tupl
             held_by_children.update(child.all_blobs())
     plain: dict[str, int] = {}
     for image in deleted:
-        plain.update({d: s for d, s in image.own_blobs().items()
-                      if d not in kept and d not in held_by_children})
+        plain.update(
+            {
+                d: s
+                for d, s in image.own_blobs().items()
+                if d not in kept and d not in held_by_children
+            }
+        )
     untagged = {d: s for d, s in held_by_children.items() if d not in kept and d not in plain}
     return sum(plain.values()), sum(untagged.values())
 
@@ -338,16 +353,23 @@ class Scanner:
 
 
 class WriteClient(Protocol):
-    def request(self, method: str, path: str, headers: dict[str, str] | None = None,
-                data: bytes | None = None, auth: bool = True) -> Any: ...
+    def request(
+        self,
+        method: str,
+        path: str,
+        headers: dict[str, str] | None = None,
+        data: bytes | None = None,
+        auth: bool = True,
+    ) -> Any: ...
 
 
 def sha256(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-def upload_blob(client: WriteClient, repository: str, data: bytes,
-                mount_from: str | None = None) -> str:
+def upload_blob(
+    client: WriteClient, repository: str, data: bytes, mount_from: str | None = None
+) -> str:
     """Monolithic upload (POST, then PUT with the digest); a cross-repository mount
     when `mount_from` holds the blob. Returns the digest."""
     digest = sha256(data)
@@ -361,52 +383,77 @@ def upload_blob(client: WriteClient, repository: str, data: bytes,
         raise ManifestError(f"upload to {repository}: HTTP {answer.status}")
     location = {k.lower(): v for k, v in answer.headers.items()}["location"]
     separator = "&" if "?" in location else "?"
-    done = client.request("PUT", f"{location}{separator}digest={digest}",
-                          headers={"Content-Type": "application/octet-stream"}, data=data)
+    done = client.request(
+        "PUT",
+        f"{location}{separator}digest={digest}",
+        headers={"Content-Type": "application/octet-stream"},
+        data=data,
+    )
     if done.status != 201:
         raise ManifestError(f"upload to {repository}: HTTP {done.status}")
     return digest
 
 
-def put_manifest(client: WriteClient, repository: str, reference: str, media_type: str,
-                 body: bytes) -> str:
-    answer = client.request("PUT", f"/v2/{repository}/manifests/{reference}",
-                            headers={"Content-Type": media_type}, data=body)
+def put_manifest(
+    client: WriteClient, repository: str, reference: str, media_type: str, body: bytes
+) -> str:
+    answer = client.request(
+        "PUT",
+        f"/v2/{repository}/manifests/{reference}",
+        headers={"Content-Type": media_type},
+        data=body,
+    )
     if answer.status != 201:
-        raise ManifestError(f"manifest {repository}:{reference}: HTTP {answer.status} "
-                            f"{answer.body[:200]!r}")
+        raise ManifestError(
+            f"manifest {repository}:{reference}: HTTP {answer.status} {answer.body[:200]!r}"
+        )
     return sha256(body)
 
 
 def image_config(created: str, arch: str = "amd64", diff_ids: list[str] | None = None) -> bytes:
-    return json.dumps({"architecture": arch, "os": "linux", "created": created,
-                       "rootfs": {"type": "layers", "diff_ids": diff_ids or []}},
-                      sort_keys=True).encode()
+    return json.dumps(
+        {
+            "architecture": arch,
+            "os": "linux",
+            "created": created,
+            "rootfs": {"type": "layers", "diff_ids": diff_ids or []},
+        },
+        sort_keys=True,
+    ).encode()
 
 
 def image_manifest(config: bytes, layers: list[bytes], docker: bool = False) -> tuple[str, bytes]:
     """(media type, body) of a schema 2 image manifest: Docker v2 or OCI."""
     kind, config_type, layer_type = (
-        (DOCKER_MANIFEST, DOCKER_CONFIG, DOCKER_LAYER) if docker else
-        (OCI_MANIFEST, "application/vnd.oci.image.config.v1+json",
-         "application/vnd.oci.image.layer.v1.tar+gzip")
+        (DOCKER_MANIFEST, DOCKER_CONFIG, DOCKER_LAYER)
+        if docker
+        else (
+            OCI_MANIFEST,
+            "application/vnd.oci.image.config.v1+json",
+            "application/vnd.oci.image.layer.v1.tar+gzip",
+        )
     )
-    doc = {"schemaVersion": 2, "mediaType": kind,
-           "config": {"mediaType": config_type, "digest": sha256(config), "size": len(config)},
-           "layers": [{"mediaType": layer_type, "digest": sha256(b), "size": len(b)}
-                      for b in layers]}
+    doc = {
+        "schemaVersion": 2,
+        "mediaType": kind,
+        "config": {"mediaType": config_type, "digest": sha256(config), "size": len(config)},
+        "layers": [{"mediaType": layer_type, "digest": sha256(b), "size": len(b)} for b in layers],
+    }
     return kind, json.dumps(doc, sort_keys=True).encode()
 
 
-def index_manifest(children: list[tuple[str, bytes, str]], docker: bool = False,
-                   ) -> tuple[str, bytes]:
+def index_manifest(
+    children: list[tuple[str, bytes, str]],
+    docker: bool = False,
+) -> tuple[str, bytes]:
     """(media type, body) of a manifest list / OCI index over (media type, body, os/arch)."""
     kind = DOCKER_LIST if docker else OCI_INDEX
     entries = []
     for media_type, body, platform in children:
         os_name, arch, *variant = platform.split("/")
         plat = {"os": os_name, "architecture": arch, **({"variant": variant[0]} if variant else {})}
-        entries.append({"mediaType": media_type, "digest": sha256(body), "size": len(body),
-                        "platform": plat})
+        entries.append(
+            {"mediaType": media_type, "digest": sha256(body), "size": len(body), "platform": plat}
+        )
     doc = {"schemaVersion": 2, "mediaType": kind, "manifests": entries}
     return kind, json.dumps(doc, sort_keys=True).encode()

@@ -87,7 +87,7 @@ def _glob_regex(pattern: str) -> str:
                 out.append(re.escape(c))
                 i += 1
                 continue
-            body = pattern[i + 1:end]
+            body = pattern[i + 1 : end]
             body = "^" + body[1:] if body.startswith("!") else body
             out.append("[" + body.replace("\\", "\\\\") + "]")
             i = end + 1
@@ -119,8 +119,9 @@ class Matcher:
     @classmethod
     def of(cls, patterns: Iterable[str], keywords: bool = False) -> Matcher:
         patterns = tuple(patterns)
-        compiled = tuple(SEMVER if keywords and p == "semver" else compile_pattern(p)
-                         for p in patterns)
+        compiled = tuple(
+            SEMVER if keywords and p == "semver" else compile_pattern(p) for p in patterns
+        )
         return cls(patterns, keywords, compiled)
 
     def __call__(self, name: str) -> bool:
@@ -192,8 +193,9 @@ def make_policy(raw: Any) -> Policy:
     older_than = raw.get("older_than")
     age = parse_duration(older_than) if older_than is not None else None
     if keep_last is None and age is None:
-        raise PolicyError("needs keep_last and/or older_than (keep_last: 0 deletes every "
-                          "tag in scope)")
+        raise PolicyError(
+            "needs keep_last and/or older_than (keep_last: 0 deletes every tag in scope)"
+        )
     try:
         return Policy(
             repositories=Matcher.of(repositories),
@@ -266,8 +268,9 @@ def _newest_first(candidates: Iterable[Candidate]) -> list[Candidate]:
     return sorted(candidates, key=lambda c: (c.created, natural_key(c.tag)), reverse=True)
 
 
-def _policy_verdicts(policy: Policy, candidates: Sequence[Candidate],
-                     now: datetime) -> dict[str, tuple[bool, str]]:
+def _policy_verdicts(
+    policy: Policy, candidates: Sequence[Candidate], now: datetime
+) -> dict[str, tuple[bool, str]]:
     """tag -> (delete?, reason) for the tags this policy covers or protects."""
     verdicts: dict[str, tuple[bool, str]] = {}
     ranked: list[Candidate] = []
@@ -296,8 +299,7 @@ def _policy_verdicts(policy: Policy, candidates: Sequence[Candidate],
     return verdicts
 
 
-def select(candidates: Sequence[Candidate], policies: Sequence[Policy],
-           now: datetime) -> Selection:
+def select(candidates: Sequence[Candidate], policies: Sequence[Policy], now: datetime) -> Selection:
     """Which of one repository's tags go; `policies` are those matching the repository."""
     wanted: dict[str, tuple[bool, str]] = {}
     for policy in policies:

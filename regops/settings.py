@@ -384,6 +384,9 @@ def check_data(host: str, data: Mapping[str, Any]) -> dict[str, Any]:
         raise ConfigError(host, "registry_major_version", f"must be 2 or 3, got {major!r}")
     merged["registry_major_version"] = major
     _user_names(host, merged["registry_users"])
+    from regops.retention import parse_policies
+
+    parse_policies(host, merged["registry_retention"])
     _check_tls(host, merged, tls_names(merged))
     return merged
 

@@ -20,7 +20,6 @@ from typing import Any
 import pytest
 
 from regops import images, oci, skopeo
-from regops.defaults import KEY_NAMES
 from tests.sandbox.conftest import ROOT, SANDBOX, client, demo_password, ssh_host
 from tests.sandbox.test_20_clients import _push
 
@@ -35,8 +34,11 @@ def sb1(hosts: dict[str, dict]) -> dict:
 def cli(*args: str, inventory: str = "inventories/sandbox.py") -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "regops.cli", *args, "-i", inventory, "--host", "sb1"],
-        cwd=ROOT, env={**os.environ, "REGOPS_SANDBOX": SANDBOX},
-        capture_output=True, text=True, timeout=900,
+        cwd=ROOT,
+        env={**os.environ, "REGOPS_SANDBOX": SANDBOX},
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
 
 
@@ -46,8 +48,9 @@ def cli_json(*args: str, expect: int = 0, **kwargs: Any) -> Any:
     return json.loads(result.stdout)
 
 
-def api_push(c, repository: str, tag: str, created: str, layers: list[bytes],
-             docker: bool = False) -> str:
+def api_push(
+    c, repository: str, tag: str, created: str, layers: list[bytes], docker: bool = False
+) -> str:
     config = images.image_config(created)
     for blob in [config, *layers]:
         images.upload_blob(c, repository, blob)
@@ -55,13 +58,20 @@ def api_push(c, repository: str, tag: str, created: str, layers: list[bytes],
     return images.put_manifest(c, repository, tag, kind, body)
 
 
-def pull_and_verify(h: dict, repository: str, tag: str, dest: Path, digest: str,
-                    all_images: bool = False) -> None:
+def pull_and_verify(
+    h: dict, repository: str, tag: str, dest: Path, digest: str, all_images: bool = False
+) -> None:
     """skopeo pulls the tag; the manifest digest matches and every blob hashes right."""
     registry = f"127.0.0.1:{h['registry_published_port']}"
-    result = skopeo.copy(f"docker://{registry}/{repository}:{tag}", f"oci:{dest}:{tag}",
-                         registry=registry, username=h["demo_user"], password=demo_password(h),
-                         ca_file=h["ca_path"], all_images=all_images)
+    result = skopeo.copy(
+        f"docker://{registry}/{repository}:{tag}",
+        f"oci:{dest}:{tag}",
+        registry=registry,
+        username=h["demo_user"],
+        password=demo_password(h),
+        ca_file=h["ca_path"],
+        all_images=all_images,
+    )
     assert result.returncode == 0, result.stderr
     top = json.loads((dest / "index.json").read_text())["manifests"]
     assert [m["digest"] for m in top] == [digest]
@@ -71,10 +81,13 @@ def pull_and_verify(h: dict, repository: str, tag: str, dest: Path, digest: str,
 
 def oci_index(layout: Path, tag: str, children: dict[str, oci.Descriptor]) -> oci.Descriptor:
     """An OCI index over images already in `layout` (oci.multiarch fixes their created time)."""
-    entries = [{**d.as_dict(), "platform": {"os": "linux", "architecture": arch}}
-               for arch, d in children.items()]
-    body = json.dumps({"schemaVersion": 2, "mediaType": oci.INDEX, "manifests": entries},
-                      sort_keys=True).encode()
+    entries = [
+        {**d.as_dict(), "platform": {"os": "linux", "architecture": arch}}
+        for arch, d in children.items()
+    ]
+    body = json.dumps(
+        {"schemaVersion": 2, "mediaType": oci.INDEX, "manifests": entries}, sort_keys=True
+    ).encode()
     digest = hashlib.sha256(body).hexdigest()
     (layout / "blobs" / "sha256" / digest).write_bytes(body)
     top = oci.Descriptor(oci.INDEX, f"sha256:{digest}", len(body))
@@ -85,10 +98,14 @@ def oci_index(layout: Path, tag: str, children: dict[str, oci.Descriptor]) -> oc
 def tag_in_layout(layout: Path, tag: str, top: oci.Descriptor) -> None:
     """Point one more tag of the layout at an existing manifest or index."""
     index_path = layout / "index.json"
-    index = (json.loads(index_path.read_text()) if index_path.exists()
-             else {"schemaVersion": 2, "manifests": []})
+    index = (
+        json.loads(index_path.read_text())
+        if index_path.exists()
+        else {"schemaVersion": 2, "manifests": []}
+    )
     index["manifests"].append(
-        {**top.as_dict(), "annotations": {"org.opencontainers.image.ref.name": tag}})
+        {**top.as_dict(), "annotations": {"org.opencontainers.image.ref.name": tag}}
+    )
     index_path.write_text(json.dumps(index))
 
 
@@ -120,8 +137,7 @@ def test_catalog_and_tags_follow_pagination_across_three_level_namespaces(sb1):
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(push, repositories))
         # tags/list is not paged by distribution 2.8 (it ignores n), so a few tags do.
-        list(pool.map(lambda n: images.put_manifest(c, first, f"t{n:03d}", kind, body),
-                      range(3)))
+        list(pool.map(lambda n: images.put_manifest(c, first, f"t{n:03d}", kind, body), range(3)))
     # The registry really pages: one page holds 100, and it links to the next.
     page = c.request("GET", "/v2/_catalog?n=100")
     assert len(page.json()["repositories"]) == 100
@@ -136,9 +152,15 @@ def test_catalog_and_tags_follow_pagination_across_three_level_namespaces(sb1):
     by_tag = {t["tag"]: t for t in doc["tags"]}
     assert {"1.0", "t000", "t001", "t002"} <= set(by_tag)
     entry = by_tag["t002"]
-    assert entry == {"tag": "t002", "digest": images.sha256(body), "media_type": kind,
-                     "index": False, "size": len(config) + len(layer),
-                     "created": "2026-01-05T06:07:08Z", "platforms": []}
+    assert entry == {
+        "tag": "t002",
+        "digest": images.sha256(body),
+        "media_type": kind,
+        "index": False,
+        "size": len(config) + len(layer),
+        "created": "2026-01-05T06:07:08Z",
+        "platforms": [],
+    }
 
     text = cli("tags", first)
     assert text.returncode == 0 and "t002" in text.stdout and "2026-01-05T06:07:08Z" in text.stdout
@@ -149,10 +171,22 @@ def test_catalog_and_tags_follow_pagination_across_three_level_namespaces(sb1):
 
 def test_tags_show_platforms_sizes_and_newest_child_time_of_multi_arch_images(sb1, tmp_path):
     layout = tmp_path / "multi"
-    amd = oci.image(layout, "x-amd64", [{"bin": os.urandom(3 * KiB)}], arch="amd64",
-                    created="2026-01-02T00:00:00Z", write_tag=False)
-    arm = oci.image(layout, "x-arm64", [{"bin": os.urandom(5 * KiB)}], arch="arm64",
-                    created="2026-01-04T00:00:00Z", write_tag=False)
+    amd = oci.image(
+        layout,
+        "x-amd64",
+        [{"bin": os.urandom(3 * KiB)}],
+        arch="amd64",
+        created="2026-01-02T00:00:00Z",
+        write_tag=False,
+    )
+    arm = oci.image(
+        layout,
+        "x-arm64",
+        [{"bin": os.urandom(5 * KiB)}],
+        arch="arm64",
+        created="2026-01-04T00:00:00Z",
+        write_tag=False,
+    )
     top = oci_index(layout, "multi", {"amd64": amd, "arm64": arm})
     assert _push(sb1, layout, "multi", repo="t50/tags/multi", all_images=True).returncode == 0
     doc = cli_json("tags", "t50/tags/multi")
@@ -160,10 +194,12 @@ def test_tags_show_platforms_sizes_and_newest_child_time_of_multi_arch_images(sb
     assert entry["digest"] == top.digest and entry["index"] is True
     assert entry["platforms"] == ["linux/amd64", "linux/arm64"]
     assert entry["created"] == "2026-01-04T00:00:00Z"
-    children = [json.loads((layout / "blobs" / "sha256" / d.digest[7:]).read_bytes())
-                for d in (amd, arm)]
-    assert entry["size"] == sum(m["config"]["size"] + sum(x["size"] for x in m["layers"])
-                                for m in children)
+    children = [
+        json.loads((layout / "blobs" / "sha256" / d.digest[7:]).read_bytes()) for d in (amd, arm)
+    ]
+    assert entry["size"] == sum(
+        m["config"]["size"] + sum(x["size"] for x in m["layers"]) for m in children
+    )
 
 
 # --------------------------------------------------------------------------- delete
@@ -183,7 +219,8 @@ def test_delete_of_a_shared_digest_is_refused_then_all_tags_go_with_all_tags(sb1
     assert refused.returncode == 1
     assert refused.stderr.strip() == (
         f"regops: error: refused: {repo}:a shares digest {shared.digest} with b; the API "
-        "deletes all of them: add --all-tags to delete a, b")
+        "deletes all of them: add --all-tags to delete a, b"
+    )
     doc = cli_json("delete", f"{repo}:a", expect=1)
     assert doc["deleted"] is False and doc["tags"] == ["a", "b"]
     assert registry_tags(c, repo) == {"a": shared.digest, "b": shared.digest, "c": other.digest}
@@ -192,14 +229,18 @@ def test_delete_of_a_shared_digest_is_refused_then_all_tags_go_with_all_tags(sb1
     assert doc["deleted"] is True and doc["tags"] == ["a", "b"]
     assert registry_tags(c, repo) == {"c": other.digest}
     assert cli("delete", f"{repo}:a").stderr.strip() == (
-        f"regops: error: {repo}:a: no such tag or digest")
+        f"regops: error: {repo}:a: no such tag or digest"
+    )
 
 
 def test_delete_of_an_oci_index_and_a_docker_manifest_list(sb1, tmp_path):
     c, repo = client(sb1), "t50/del/multi"
     layout = tmp_path / "oci"
-    top = oci.multiarch(layout, "oci", {"amd64": [{"a": os.urandom(2 * KiB)}],
-                                        "arm64": [{"r": os.urandom(2 * KiB)}]})
+    top = oci.multiarch(
+        layout,
+        "oci",
+        {"amd64": [{"a": os.urandom(2 * KiB)}], "arm64": [{"r": os.urandom(2 * KiB)}]},
+    )
     assert _push(sb1, layout, "oci", repo=repo, all_images=True).returncode == 0
 
     # A Docker manifest list over Docker v2 schema 2 images, through the API.
@@ -230,7 +271,9 @@ def test_delete_of_an_oci_index_and_a_docker_manifest_list(sb1, tmp_path):
     doc = cli_json("delete", f"{repo}:oci")
     assert doc["deleted"] is True and doc["index"] is True and doc["digest"] == top.digest
     assert sorted(ch["platform"] for ch in doc["untagged_children"]) == [
-        "linux/amd64", "linux/arm64"]
+        "linux/amd64",
+        "linux/arm64",
+    ]
     text = cli("delete", f"{repo}:docker")
     assert text.returncode == 0, text.stderr
     assert f"deleted {repo}@{docker_list}" in text.stdout
@@ -242,8 +285,14 @@ def test_delete_of_an_oci_index_and_a_docker_manifest_list(sb1, tmp_path):
         assert c.request("GET", f"/v2/{repo}/manifests/{digest}").status == 404
     # The children were not deleted one by one: they stay, untagged, for GC to decide.
     for child in [*doc["untagged_children"], {"digest": images.sha256(children[1][1])}]:
-        assert c.request("HEAD", f"/v2/{repo}/manifests/{child['digest']}",
-                         headers={"Accept": ",".join(images.IMAGE_TYPES)}).status == 200
+        assert (
+            c.request(
+                "HEAD",
+                f"/v2/{repo}/manifests/{child['digest']}",
+                headers={"Accept": ",".join(images.IMAGE_TYPES)},
+            ).status
+            == 200
+        )
 
 
 # --------------------------------------------------------------------------- prune, du, gc
@@ -260,18 +309,30 @@ def prune_repo(sb1, tmp_path_factory) -> dict[str, Any]:
     pushed: dict[str, str] = {}
     for n in range(1, 11):
         tag = f"build-{n:02d}"
-        top = oci.image(layout, tag, [{"l": os.urandom(256 * KiB)}],
-                        created=f"2026-01-{n:02d}T00:00:00Z")
+        top = oci.image(
+            layout, tag, [{"l": os.urandom(256 * KiB)}], created=f"2026-01-{n:02d}T00:00:00Z"
+        )
         pushed[tag] = top.digest
         if n == 2:
             tag_in_layout(layout, "latest", top)
-    pushed["v1.2.3"] = oci.image(layout, "v1.2.3", [{"l": os.urandom(256 * KiB)}],
-                                 created="2025-06-01T00:00:00Z").digest
-    for tag, created in (("multi-old", "2025-12-01T00:00:00Z"),
-                         ("multi-new", "2026-02-01T00:00:00Z")):
-        kids = {arch: oci.image(layout, f"{tag}-{arch}", [{"l": os.urandom(256 * KiB)}],
-                                arch=arch, created=created, write_tag=False)
-                for arch in ("amd64", "arm64")}
+    pushed["v1.2.3"] = oci.image(
+        layout, "v1.2.3", [{"l": os.urandom(256 * KiB)}], created="2025-06-01T00:00:00Z"
+    ).digest
+    for tag, created in (
+        ("multi-old", "2025-12-01T00:00:00Z"),
+        ("multi-new", "2026-02-01T00:00:00Z"),
+    ):
+        kids = {
+            arch: oci.image(
+                layout,
+                f"{tag}-{arch}",
+                [{"l": os.urandom(256 * KiB)}],
+                arch=arch,
+                created=created,
+                write_tag=False,
+            )
+            for arch in ("amd64", "arm64")
+        }
         pushed[tag] = oci_index(layout, tag, kids).digest
     pushed["latest"] = pushed["build-02"]
     for tag in pushed:
@@ -296,8 +357,13 @@ def test_prune_keep_last_3_dry_run_then_apply_then_gc(sb1, prune_repo, tmp_path)
     [repo] = plan["repositories"]
     assert {t for d in repo["delete"] for t in d["tags"]} == doomed
     assert [d["index"] for d in repo["delete"] if d["tags"] == ["multi-old"]] == [True]
-    assert repo["held"] == [{"digest": prune_repo["build-02"], "tags": ["build-02"],
-                             "reason": "shares its digest with kept latest"}]
+    assert repo["held"] == [
+        {
+            "digest": prune_repo["build-02"],
+            "tags": ["build-02"],
+            "reason": "shares its digest with kept latest",
+        }
+    ]
     reasons = {k["tag"]: k["reason"] for k in repo["keep"]}
     assert reasons["v1.2.3"] == reasons["latest"] == "protected"
     assert reasons["multi-new"] == reasons["build-10"] == reasons["build-09"] == "newest 3"
@@ -318,8 +384,10 @@ def test_prune_keep_last_3_dry_run_then_apply_then_gc(sb1, prune_repo, tmp_path)
     assert done["repositories"][0]["failed"] == []
     assert registry_tags(c, PRUNE_REPO) == {t: prune_repo[t] for t in survivors}
     usage_after = cli_json("du", "t50/prune/")
-    assert (usage_before["repositories"][PRUNE_REPO]["bytes"]
-            - usage_after["repositories"][PRUNE_REPO]["bytes"]) >= 7 * 256 * KiB
+    assert (
+        usage_before["repositories"][PRUNE_REPO]["bytes"]
+        - usage_after["repositories"][PRUNE_REPO]["bytes"]
+    ) >= 7 * 256 * KiB
     # Pruning again finds nothing more to do.
     again = cli_json("prune", "--repo", "t50/prune/*", "--keep-last", "3")
     assert again["summary"]["tags_deleted"] == 0
@@ -331,8 +399,14 @@ def test_prune_keep_last_3_dry_run_then_apply_then_gc(sb1, prune_repo, tmp_path)
     assert before - after >= 0.9 * repo["freed_bytes"]
 
     for tag in sorted(survivors):
-        pull_and_verify(sb1, PRUNE_REPO, tag, tmp_path / tag, prune_repo[tag],
-                        all_images=tag.startswith("multi"))
+        pull_and_verify(
+            sb1,
+            PRUNE_REPO,
+            tag,
+            tmp_path / tag,
+            prune_repo[tag],
+            all_images=tag.startswith("multi"),
+        )
     # The old multi-arch image went as one: its tag, not a child by itself. Its
     # children stay, untagged, because GC runs without --delete-untagged.
     old_index = next(d for d in repo["delete"] if d["tags"] == ["multi-old"])
@@ -340,8 +414,6 @@ def test_prune_keep_last_3_dry_run_then_apply_then_gc(sb1, prune_repo, tmp_path)
 
 
 def test_prune_with_the_policy_from_the_inventory(sb1, tmp_path):
-    if "registry_retention" not in KEY_NAMES:
-        pytest.skip("registry_retention is not a registered data key yet (regops/defaults.py)")
     c, repo = client(sb1), "t50/inventory/app"
     for n in range(1, 5):
         api_push(c, repo, f"pr-{n}", f"2026-01-0{n}T00:00:00Z", [os.urandom(KiB)])

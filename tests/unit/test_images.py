@@ -33,8 +33,14 @@ class FakeApi:
         self.tags: dict[str, str] = {}
         self.reads = 0
 
-    def add_image(self, created: str, layers: list[bytes], arch: str = "amd64",
-                  docker: bool = False, tag: str | None = None) -> tuple[str, bytes]:
+    def add_image(
+        self,
+        created: str,
+        layers: list[bytes],
+        arch: str = "amd64",
+        docker: bool = False,
+        tag: str | None = None,
+    ) -> tuple[str, bytes]:
         config = images.image_config(created, arch)
         for blob in [config, *layers]:
             self.blobs[images.sha256(blob)] = blob
@@ -44,8 +50,9 @@ class FakeApi:
             self.tags[tag] = images.sha256(body)
         return kind, body
 
-    def add_index(self, children: list[tuple[str, bytes, str]], tag: str,
-                  docker: bool = False) -> str:
+    def add_index(
+        self, children: list[tuple[str, bytes, str]], tag: str, docker: bool = False
+    ) -> str:
         kind, body = images.index_manifest(children, docker=docker)
         self.manifests[images.sha256(body)] = (kind, body)
         self.tags[tag] = images.sha256(body)
@@ -68,8 +75,9 @@ def test_parses_docker_and_oci_images_and_lists():
         kind, body = api.add_image("2026-01-01T00:00:00Z", [b"a" * 10, b"b" * 20], docker=docker)
         m = parse_manifest(images.sha256(body), kind, body)
         assert not m.is_index
-        assert m.config is not None and m.config.size == len(images.image_config(
-            "2026-01-01T00:00:00Z"))
+        assert m.config is not None and m.config.size == len(
+            images.image_config("2026-01-01T00:00:00Z")
+        )
         assert [layer.size for layer in m.layers] == [10, 20]
         child = (kind, body, "linux/arm/v7")
         index_kind, index_body = images.index_manifest([child], docker=docker)
@@ -77,59 +85,76 @@ def test_parses_docker_and_oci_images_and_lists():
         assert index.is_index
         assert index.media_type == (images.DOCKER_LIST if docker else images.OCI_INDEX)
         assert [(c.digest, c.platform) for c in index.children] == [
-            (images.sha256(body), "linux/arm/v7")]
+            (images.sha256(body), "linux/arm/v7")
+        ]
 
 
 def test_media_type_may_come_from_the_body_or_the_shape():
     body = json.dumps({"schemaVersion": 2, "manifests": []}).encode()
     assert parse_manifest("sha256:x", "", body).is_index
-    body = json.dumps({"schemaVersion": 2, "config": {"digest": "sha256:c", "size": 2},
-                       "layers": []}).encode()
+    body = json.dumps(
+        {"schemaVersion": 2, "config": {"digest": "sha256:c", "size": 2}, "layers": []}
+    ).encode()
     assert parse_manifest("sha256:x", "", body).config == images.Descriptor("sha256:c", 2)
 
 
-@pytest.mark.parametrize("kind, body, problem", [
-    (images.OCI_MANIFEST, b"not json", "not JSON"),
-    (images.OCI_MANIFEST, b"[]", "not a JSON object"),
-    (images.OCI_MANIFEST, b'{"config": {"digest": "sha256:c"}}', "without digest and size"),
-    ("application/vnd.docker.distribution.manifest.v1+prettyjws", b"{}", "unsupported"),
-])
+@pytest.mark.parametrize(
+    "kind, body, problem",
+    [
+        (images.OCI_MANIFEST, b"not json", "not JSON"),
+        (images.OCI_MANIFEST, b"[]", "not a JSON object"),
+        (images.OCI_MANIFEST, b'{"config": {"digest": "sha256:c"}}', "without digest and size"),
+        ("application/vnd.docker.distribution.manifest.v1+prettyjws", b"{}", "unsupported"),
+    ],
+)
 def test_bad_manifests_are_errors(kind, body, problem):
     with pytest.raises(ManifestError, match=problem):
         parse_manifest("sha256:x", kind, body)
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("2026-01-02T03:04:05Z", datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)),
-    ("2026-01-02T03:04:05.123456789Z", datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)),
-    ("2026-01-02T05:04:05.5+02:00", datetime(2026, 1, 2, 3, 4, 5, 500000, tzinfo=UTC)),
-    ("2026-01-02T03:04:05", datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)),
-    ("yesterday", None), ("", None), (None, None), (12, None),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("2026-01-02T03:04:05Z", datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)),
+        ("2026-01-02T03:04:05.123456789Z", datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)),
+        ("2026-01-02T05:04:05.5+02:00", datetime(2026, 1, 2, 3, 4, 5, 500000, tzinfo=UTC)),
+        ("2026-01-02T03:04:05", datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)),
+        ("yesterday", None),
+        ("", None),
+        (None, None),
+        (12, None),
+    ],
+)
 def test_created_times_as_go_writes_them(text, expected):
     assert parse_time(text) == expected
 
 
 def test_platform_names():
     assert images.platform_name({"os": "linux", "architecture": "arm64", "variant": "v8"}) == (
-        "linux/arm64/v8")
+        "linux/arm64/v8"
+    )
     assert images.platform_name({"os": "linux", "architecture": "amd64"}) == "linux/amd64"
     assert images.platform_name({"os": "unknown"}) is None
     assert images.platform_name(None) is None
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("team/project/service:1.0", ("team/project/service", "1.0")),
-    ("app:latest", ("app", "latest")),
-    ("a/b@sha256:" + "0" * 64, ("a/b", "sha256:" + "0" * 64)),
-    ("my-team/my_app.x:V_1-2", ("my-team/my_app.x", "V_1-2")),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("team/project/service:1.0", ("team/project/service", "1.0")),
+        ("app:latest", ("app", "latest")),
+        ("a/b@sha256:" + "0" * 64, ("a/b", "sha256:" + "0" * 64)),
+        ("my-team/my_app.x:V_1-2", ("my-team/my_app.x", "V_1-2")),
+    ],
+)
 def test_references(text, expected):
     assert split_reference(text) == expected
 
 
-@pytest.mark.parametrize("text", ["app", "App:1", "a//b:1", "a/b:", ":1", "a:-x",
-                                  "a:1@sha256:" + "0" * 64, "a@sha256:short"])
+@pytest.mark.parametrize(
+    "text",
+    ["app", "App:1", "a//b:1", "a/b:", ":1", "a:-x", "a:1@sha256:" + "0" * 64, "a@sha256:short"],
+)
 def test_bad_references(text):
     with pytest.raises(ValueError):
         split_reference(text)
@@ -161,8 +186,12 @@ def test_scanner_resolves_sizes_times_and_platforms_of_a_multi_arch_image():
     assert image.size == 100 + 10 + 20 + config_sizes  # the shared layer once
     # An index's own blobs are just itself: the children stay behind, untagged.
     assert image.own_blobs() == {image.digest: image.manifest.size}
-    assert set(image.all_blobs()) == {image.digest, *image.child_digests(),
-                                      *image.children[0].content(), *image.children[1].content()}
+    assert set(image.all_blobs()) == {
+        image.digest,
+        *image.child_digests(),
+        *image.children[0].content(),
+        *image.children[1].content(),
+    }
 
 
 def test_scanner_caches_children_and_configs_by_digest():
@@ -188,8 +217,10 @@ def test_freed_estimate_counts_only_what_no_survivor_references():
     new = _scan(api, images.sha256(api.add_image("2026-01-02T00:00:00Z", [base, b"n" * 50])[1]))
     own = old.manifest.size + old.manifest.config.size + 300
     assert freed_estimate([old], [new]) == (own, 0)
-    assert freed_estimate([old, new], []) == (own + new.manifest.size +
-                                              new.manifest.config.size + 50 + 1000, 0)
+    assert freed_estimate([old, new], []) == (
+        own + new.manifest.size + new.manifest.config.size + 50 + 1000,
+        0,
+    )
 
 
 def test_freed_estimate_of_a_multi_arch_image_needs_delete_untagged_for_its_children():
@@ -203,7 +234,8 @@ def test_freed_estimate_of_a_multi_arch_image_needs_delete_untagged_for_its_chil
     assert untagged == sum(c.manifest.size + c.size for c in multi.children)
     # A survivor that shares a child (same digest) keeps it entirely.
     assert freed_estimate([multi], [multi.children[0]])[1] == (
-        multi.children[1].manifest.size + multi.children[1].size)
+        multi.children[1].manifest.size + multi.children[1].size
+    )
 
 
 def test_disk_usage_counts_shared_blobs_once_per_aggregate():

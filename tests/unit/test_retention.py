@@ -33,11 +33,18 @@ def deleted(selection: retention.Selection) -> set[str]:
 # --------------------------------------------------------------------------- parsing
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("30d", timedelta(days=30)), ("12h", timedelta(hours=12)), ("2w", timedelta(weeks=2)),
-    ("1d12h", timedelta(days=1, hours=12)), ("90m", timedelta(minutes=90)),
-    ("45s", timedelta(seconds=45)), (" 7D ", timedelta(days=7)),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("30d", timedelta(days=30)),
+        ("12h", timedelta(hours=12)),
+        ("2w", timedelta(weeks=2)),
+        ("1d12h", timedelta(days=1, hours=12)),
+        ("90m", timedelta(minutes=90)),
+        ("45s", timedelta(seconds=45)),
+        (" 7D ", timedelta(days=7)),
+    ],
+)
 def test_durations(text, expected):
     assert parse_duration(text) == expected
     assert parse_duration(retention.format_duration(expected)) == expected
@@ -49,23 +56,26 @@ def test_bad_durations_are_refused(text):
         parse_duration(text)
 
 
-@pytest.mark.parametrize("pattern, name, hit", [
-    ("team/*/service", "team/a/service", True),
-    ("team/*/service", "team/a/b/service", False),  # * stays within one level
-    ("team/**/service", "team/a/b/service", True),
-    ("team/**/service", "team/service", True),
-    ("team/**", "team/a/b", True),
-    ("team/**", "teamx/a", False),
-    ("team/*", "team/a/b", False),
-    ("t?am/x", "team/x", True),
-    ("app-[0-9]", "app-7", True),
-    ("app-[!0-9]", "app-7", False),
-    ("re:team/(a|b)/.*", "team/b/x", True),
-    ("re:team/(a|b)", "team/b/x", False),  # regexes match the whole name
-    ("pr-*", "pr-12", True),
-    ("pr-*", "xpr-12", False),
-    ("v1.2", "v1x2", False),  # dots are literal in globs
-])
+@pytest.mark.parametrize(
+    "pattern, name, hit",
+    [
+        ("team/*/service", "team/a/service", True),
+        ("team/*/service", "team/a/b/service", False),  # * stays within one level
+        ("team/**/service", "team/a/b/service", True),
+        ("team/**/service", "team/service", True),
+        ("team/**", "team/a/b", True),
+        ("team/**", "teamx/a", False),
+        ("team/*", "team/a/b", False),
+        ("t?am/x", "team/x", True),
+        ("app-[0-9]", "app-7", True),
+        ("app-[!0-9]", "app-7", False),
+        ("re:team/(a|b)/.*", "team/b/x", True),
+        ("re:team/(a|b)", "team/b/x", False),  # regexes match the whole name
+        ("pr-*", "pr-12", True),
+        ("pr-*", "xpr-12", False),
+        ("v1.2", "v1x2", False),  # dots are literal in globs
+    ],
+)
 def test_patterns(pattern, name, hit):
     assert bool(retention.compile_pattern(pattern).match(name)) is hit
 
@@ -81,24 +91,31 @@ def test_semver_keyword_protects_releases_only():
 def test_policy_defaults():
     policy = make_policy({"repositories": "team/*", "keep_last": 3})
     assert policy.as_dict() == {
-        "repositories": ["team/*"], "keep_last": 3, "older_than": None,
-        "include": ["*"], "exclude": [], "protect": ["latest", "semver"],
+        "repositories": ["team/*"],
+        "keep_last": 3,
+        "older_than": None,
+        "include": ["*"],
+        "exclude": [],
+        "protect": ["latest", "semver"],
     }
 
 
-@pytest.mark.parametrize("raw, problem", [
-    ("team/*", "must be a map"),
-    ({"keep_last": 3}, "repositories is required"),
-    ({"repositories": [], "keep_last": 3}, "at least one pattern"),
-    ({"repositories": "a"}, "needs keep_last and/or older_than"),
-    ({"repositories": "a", "keep_last": -1}, "keep_last must be an integer >= 0"),
-    ({"repositories": "a", "keep_last": True}, "keep_last must be an integer"),
-    ({"repositories": "a", "keep_last": "3"}, "keep_last must be an integer"),
-    ({"repositories": "a", "older_than": "soon"}, "not a duration"),
-    ({"repositories": "a", "keep_last": 1, "exclude": [3]}, "exclude must be a pattern"),
-    ({"repositories": "a", "keep_last": 1, "include": ["re:("]}, "not a valid pattern"),
-    ({"repositories": "a", "keep_last": 1, "keep": 2}, "unknown key 'keep'"),
-])
+@pytest.mark.parametrize(
+    "raw, problem",
+    [
+        ("team/*", "must be a map"),
+        ({"keep_last": 3}, "repositories is required"),
+        ({"repositories": [], "keep_last": 3}, "at least one pattern"),
+        ({"repositories": "a"}, "needs keep_last and/or older_than"),
+        ({"repositories": "a", "keep_last": -1}, "keep_last must be an integer >= 0"),
+        ({"repositories": "a", "keep_last": True}, "keep_last must be an integer"),
+        ({"repositories": "a", "keep_last": "3"}, "keep_last must be an integer"),
+        ({"repositories": "a", "older_than": "soon"}, "not a duration"),
+        ({"repositories": "a", "keep_last": 1, "exclude": [3]}, "exclude must be a pattern"),
+        ({"repositories": "a", "keep_last": 1, "include": ["re:("]}, "not a valid pattern"),
+        ({"repositories": "a", "keep_last": 1, "keep": 2}, "unknown key 'keep'"),
+    ],
+)
 def test_bad_policies_say_what_is_wrong(raw, problem):
     with pytest.raises(PolicyError, match=problem):
         make_policy(raw)
@@ -110,8 +127,9 @@ def test_inventory_errors_are_one_line_with_host_and_key():
     assert retention.parse_policies("h1", None) == []
     with pytest.raises(ConfigError) as info:
         retention.parse_policies("h1", [good, {"repositories": "b", "keep_last": "x"}])
-    assert str(info.value) == ("h1: registry_retention: policy 2: keep_last must be an "
-                               "integer >= 0, got 'x'")
+    assert str(info.value) == (
+        "h1: registry_retention: policy 2: keep_last must be an integer >= 0, got 'x'"
+    )
     with pytest.raises(ConfigError, match=r"^h1: registry_retention: must be a list"):
         retention.parse_policies("h1", {"repositories": "a"})
 
@@ -122,24 +140,39 @@ def test_prune_reports_bad_inventory_policy_before_touching_any_registry(tmp_pat
         "hosts = [('h1', {'registry_retention': [{'repositories': 'a/*', 'keep_last': 3,"
         " 'older_than': 'a month'}]})]\n"
     )
-    result = subprocess.run([sys.executable, "-m", "regops.cli", "prune", "-i", str(inventory)],
-                            cwd=ROOT, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "regops.cli", "prune", "-i", str(inventory)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2
     assert result.stderr.strip() == (
         "regops: error: h1: registry_retention: policy 1: 'a month' is not a duration "
-        "like '30d', '12h' or '2w' (units s m h d w)")
+        "like '30d', '12h' or '2w' (units s m h d w)"
+    )
 
 
 def test_prune_without_any_policy_is_a_usage_error(tmp_path):
     inventory = tmp_path / "inv.py"
     inventory.write_text("hosts = ['h1']\n")
-    result = subprocess.run([sys.executable, "-m", "regops.cli", "prune", "-i", str(inventory)],
-                            cwd=ROOT, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "regops.cli", "prune", "-i", str(inventory)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2
     assert "no retention policy" in result.stderr
     result = subprocess.run(
         [sys.executable, "-m", "regops.cli", "prune", "-i", str(inventory), "--keep-last", "2"],
-        cwd=ROOT, capture_output=True, text=True, timeout=60)
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2
     assert "--repo PATTERN is required" in result.stderr
 
@@ -167,8 +200,7 @@ def test_newest_is_by_created_time_not_by_name_and_ties_by_natural_tag_order():
         Candidate("v9", "sha256:" + "3" * 64, day(5)),
         Candidate("v10", "sha256:" + "4" * 64, day(5)),  # same time: v10 counts as newer
     ]
-    result = select(tags, [make_policy({"repositories": "*", "keep_last": 2,
-                                        "protect": []})], NOW)
+    result = select(tags, [make_policy({"repositories": "*", "keep_last": 2, "protect": []})], NOW)
     assert deleted(result) == {"zzz-old", "v9"}
 
 
@@ -180,7 +212,8 @@ def test_older_than_and_keep_last_must_both_agree():
     both = make_policy({"repositories": "*", "older_than": "5d", "keep_last": 7})
     assert deleted(select(tags, [both], now)) == {"build-01", "build-02", "build-03"}
     assert select(tags, [both], now).decisions["build-01"].reason == (
-        "not in newest 7 and older than 5d")
+        "not in newest 7 and older than 5d"
+    )
     few = make_policy({"repositories": "*", "older_than": "5d", "keep_last": 2})
     result = select(tags, [few], now)
     assert deleted(result) == {f"build-{i:02d}" for i in range(1, 6)}
@@ -189,10 +222,10 @@ def test_older_than_and_keep_last_must_both_agree():
 
 
 def test_include_and_exclude_limit_the_scope():
-    tags = builds(4) + [Candidate(f"pr-{i}", f"sha256:{i + 100:064x}", day(i))
-                        for i in range(1, 5)]
-    policy = make_policy({"repositories": "*", "keep_last": 1, "include": ["pr-*"],
-                          "exclude": ["pr-2"]})
+    tags = builds(4) + [Candidate(f"pr-{i}", f"sha256:{i + 100:064x}", day(i)) for i in range(1, 5)]
+    policy = make_policy(
+        {"repositories": "*", "keep_last": 1, "include": ["pr-*"], "exclude": ["pr-2"]}
+    )
     result = select(tags, [policy], NOW)
     assert deleted(result) == {"pr-1", "pr-3"}
     assert result.decisions["build-01"].reason == "no policy covers it"

@@ -69,6 +69,8 @@ def test_registry_name_defaults_to_the_host_name(secrets_dir):
         ("registry_image_archive", "/nonexistent/registry.tar", "no such file"),
         ("registry_major_version", 4, "2 or 3"),
         ("registry_name", "not a name!", "not a DNS name"),
+        ("registry_retention", [{"repositories": "team/*", "keep_last": -1}], "keep_last"),
+        ("registry_retention", "keep 3", "list of policy maps"),
     ],
 )
 def test_bad_values_name_host_key_and_problem(base_data, key, value, fragment):
