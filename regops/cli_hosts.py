@@ -127,7 +127,7 @@ def users() -> None:
 def _read_password(from_stdin: bool) -> str | None:
     if not from_stdin:
         return None
-    stream = click.get_text_stream("stdin")
+    stream = sys.stdin
     if stream.isatty():
         return str(click.prompt("Password", hide_input=True, confirmation_prompt=True))
     text = stream.read()
