@@ -344,11 +344,13 @@ def ensure_server_cert(
     days: int = 365,
     renew_days: int = 30,
     now: datetime | None = None,
+    force: bool = False,
 ) -> ServerCert:
     """Reuse `server.crt`/`server.key` if still good for `names`, else issue new ones.
 
     Good means: signed by the current CA, SANs equal to `names`, and more than
-    `renew_days` days left. A new certificate gets a new EC P-256 key.
+    `renew_days` days left. A new certificate gets a new EC P-256 key. `force`
+    issues a new one even when the stored pair is still good.
     """
     if not names:
         raise ValueError("a server certificate needs at least one name")
@@ -365,7 +367,7 @@ def ensure_server_cert(
     pki_dir = Path(pki_dir)
     ca, ca_key = ensure_ca(pki_dir, now=current)
     ca_pem = _cert_pem(ca)
-    found = _reusable(pki_dir, ca, wanted, renew_days, current)
+    found = None if force else _reusable(pki_dir, ca, wanted, renew_days, current)
     if found is not None:
         cert, key = found
         return ServerCert(_cert_pem(cert), _key_pem(key), ca_pem, cert.not_valid_after_utc, False)
@@ -462,28 +464,7 @@ def renew_server_cert(
     For `regops certs renew`: the next deploy's `ensure_server_cert` reuses the
     new pair (same names, fresh dates), so it is what the hosts will serve.
     """
-    if not names:
-        raise ValueError("a server certificate needs at least one name")
-    if not 1 <= days <= MAX_SERVER_DAYS:
-        raise ValueError(f"certificate lifetime must be 1..{MAX_SERVER_DAYS} days, not {days}")
-    wanted: list[x509.GeneralName] = []
-    for name in names:
-        entry = general_name(name)
-        if entry not in wanted:
-            wanted.append(entry)
-    current = _now(now)
-    pki_dir = Path(pki_dir)
-    ca, ca_key = ensure_ca(pki_dir, now=current)
-    if days_left(ca, current) <= 0:
-        raise PkiError(
-            f"the private CA in {pki_dir} expired on {ca.not_valid_after_utc.date()}; "
-            "move the directory away to create a new CA (clients must trust it again)"
-        )
-    cert, key = _issue_server(ca, ca_key, wanted, names[0], days, current)
-    cert_pem, key_pem = _cert_pem(cert), _key_pem(key)
-    write_atomic(pki_dir / SERVER_KEY, key_pem, 0o600)
-    write_atomic(pki_dir / SERVER_CERT, cert_pem, 0o644)
-    return ServerCert(cert_pem, key_pem, _cert_pem(ca), cert.not_valid_after_utc, True)
+    return ensure_server_cert(pki_dir, names, days=days, renew_days=0, now=now, force=True)
 
 
 def serial_hex(cert: x509.Certificate) -> str:
