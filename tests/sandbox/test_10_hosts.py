@@ -103,7 +103,7 @@ def test_htpasswd_was_there_before_the_registry_started(th):
 def test_no_secret_in_deploy_output_or_tracked_files(first_deploy: Deploy, hosts):
     for value in secret_values(hosts):
         assert value not in first_deploy.output
-        grep = subprocess.run(["git", "grep", "-qF", value], capture_output=True)
+        grep = subprocess.run(["git", "grep", "-qF", "-e", value], capture_output=True)
         assert grep.returncode == 1, "a secret is in a tracked file"
 
 
