@@ -33,9 +33,14 @@ class InventoryHost:
         import testinfra
 
         t = self.ssh_target()
-        options = "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR"
-        if self.data.get("ssh_strict_host_key_checking") not in (None, "no"):
-            options = "-o LogLevel=ERROR"
+        # Host keys as pyinfra treats them: checked (new hosts accepted once)
+        # unless the inventory turns checking off, as the sandbox's does.
+        checking = str(self.data.get("ssh_strict_host_key_checking") or "accept-new")
+        options = f"-o StrictHostKeyChecking={checking} -o LogLevel=ERROR"
+        if self.data.get("ssh_known_hosts_file"):
+            options += f" -o UserKnownHostsFile={self.data['ssh_known_hosts_file']}"
+        # A host that stops answering ends the command instead of hanging it.
+        options += " -o ConnectTimeout=15 -o ServerAliveInterval=15 -o ServerAliveCountMax=4"
         kwargs: dict[str, Any] = {"ssh_extra_args": options, "sudo": t["sudo"]}
         if t["key"]:
             kwargs["ssh_identity_file"] = t["key"]

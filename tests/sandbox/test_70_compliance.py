@@ -217,6 +217,7 @@ def test_undeployed_and_unreachable_hosts_fail_without_a_traceback(bare, tmp_pat
     (h,) = bare["hosts"]
     closed = _closed_port()
     ssh = {"ssh_user": "root", "ssh_key": h["ssh_key"], "ssh_strict_host_key_checking": "no",
+           "ssh_known_hosts_file": "/dev/null",
            "registry_image": "regops/registry:2.8.2",
            "registry_secrets_dir": str(tmp_path / "secrets")}
     hosts = [
