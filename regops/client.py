@@ -111,33 +111,31 @@ class RegistryClient:
     def tags(self, repository: str, page_size: int = 100) -> list[str]:
         return self._paged(f"/v2/{repository}/tags/list", "tags", page_size)
 
-    def manifest(self, repository: str, reference: str) -> tuple[str, str, bytes]:
-        """(digest, media type, body) of the manifest as stored."""
+    def _manifest_call(
+        self, method: str, repository: str, reference: str
+    ) -> tuple[dict[str, str], bytes]:
+        """GET or HEAD of a manifest as stored; (lower-cased headers, body)."""
         response = self._ok(
             self.request(
-                "GET",
+                method,
                 f"/v2/{repository}/manifests/{reference}",
                 headers={"Accept": ", ".join(MANIFEST_TYPES)},
             ),
             f"manifest {repository}:{reference}",
         )
-        headers = {k.lower(): v for k, v in response.headers.items()}
+        return {k.lower(): v for k, v in response.headers.items()}, response.body
+
+    def manifest(self, repository: str, reference: str) -> tuple[str, str, bytes]:
+        """(digest, media type, body) of the manifest as stored."""
+        headers, body = self._manifest_call("GET", repository, reference)
         return (
             headers.get("docker-content-digest", ""),
             headers.get("content-type", "").split(";")[0],
-            response.body,
+            body,
         )
 
     def digest(self, repository: str, reference: str) -> str:
-        response = self._ok(
-            self.request(
-                "HEAD",
-                f"/v2/{repository}/manifests/{reference}",
-                headers={"Accept": ", ".join(MANIFEST_TYPES)},
-            ),
-            f"manifest {repository}:{reference}",
-        )
-        headers = {k.lower(): v for k, v in response.headers.items()}
+        headers, _ = self._manifest_call("HEAD", repository, reference)
         return headers["docker-content-digest"]
 
     def delete_manifest(self, repository: str, digest: str) -> None:
