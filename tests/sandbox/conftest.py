@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 import testinfra
 
+from regops import skopeo
 from regops.client import RegistryClient
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -152,3 +153,46 @@ def host_info(request: pytest.FixtureRequest, hosts: dict[str, dict]) -> dict:
 @pytest.fixture
 def th(host_info: dict) -> Any:
     return ssh_host(host_info)
+
+
+def push(h: dict, layout: Path, tag: str, repo: str, *, user: str | None = None,
+         password: str | None = None, all_images: bool = False
+         ) -> subprocess.CompletedProcess:
+    """skopeo copies `oci:layout:tag` to the host's registry, as the demo user by default."""
+    registry = f"127.0.0.1:{h['registry_published_port']}"
+    return skopeo.copy(f"oci:{layout}:{tag}", f"docker://{registry}/{repo}:{tag}",
+                       registry=registry, username=user or h["demo_user"],
+                       password=password or demo_password(h), ca_file=h["ca_path"],
+                       all_images=all_images)
+
+
+def pull(h: dict, repo: str, tag: str, dest: Path, *, ca: bool = True,
+         all_images: bool = False) -> subprocess.CompletedProcess:
+    """skopeo copies the tag into the OCI layout `dest`, trusting the CA unless `ca` is off."""
+    registry = f"127.0.0.1:{h['registry_published_port']}"
+    return skopeo.copy(f"docker://{registry}/{repo}:{tag}", f"oci:{dest}:{tag}",
+                       registry=registry, username=h["demo_user"], password=demo_password(h),
+                       ca_file=h["ca_path"] if ca else None, all_images=all_images)
+
+
+def assert_blobs_hash_to_their_digests(layout: Path) -> None:
+    import hashlib
+
+    for blob in (layout / "blobs" / "sha256").iterdir():
+        assert hashlib.sha256(blob.read_bytes()).hexdigest() == blob.name
+
+
+def registry_du(h: dict) -> int:
+    """Bytes under the registry's data directory, measured on the host."""
+    return int(ssh_host(h).check_output("du -sb /var/lib/registry | cut -f1"))
+
+
+def docker_push_pull(th: Any, ref: str) -> None:
+    """The host's docker CLI pushes `ref`, forgets it, pulls it back: same image id."""
+    pushed = th.run(f"docker push {ref}")
+    assert pushed.rc == 0, pushed.stderr
+    image_id = th.check_output(f"docker image inspect -f '{{{{.Id}}}}' {ref}")
+    th.check_output(f"docker rmi {ref}")
+    pulled = th.run(f"docker pull {ref}")
+    assert pulled.rc == 0, pulled.stderr
+    assert th.check_output(f"docker image inspect -f '{{{{.Id}}}}' {ref}") == image_id

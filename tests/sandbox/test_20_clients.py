@@ -3,65 +3,37 @@ machine, the docker CLI on the host itself, and plain HTTPS."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shlex
-from pathlib import Path
 
 import pytest
 
-from regops import oci, skopeo
+from regops import oci
 from regops.client import RegistryError
-from tests.sandbox.conftest import client, demo_password
+from tests.sandbox.conftest import (
+    assert_blobs_hash_to_their_digests,
+    client,
+    demo_password,
+    docker_push_pull,
+    pull,
+    push,
+)
 
 REPO = "team/project/service"
-
-
-def _push(
-    h: dict,
-    layout: Path,
-    tag: str,
-    repo: str = REPO,
-    password: str | None = None,
-    all_images: bool = False,
-):
-    registry = f"127.0.0.1:{h['registry_published_port']}"
-    return skopeo.copy(
-        f"oci:{layout}:{tag}",
-        f"docker://{registry}/{repo}:{tag}",
-        registry=registry,
-        username=h["demo_user"],
-        password=password or demo_password(h),
-        ca_file=h["ca_path"],
-        all_images=all_images,
-    )
-
-
-def _pull(h: dict, repo: str, tag: str, dest: Path, ca: bool = True):
-    registry = f"127.0.0.1:{h['registry_published_port']}"
-    return skopeo.copy(
-        f"docker://{registry}/{repo}:{tag}",
-        f"oci:{dest}:{tag}",
-        registry=registry,
-        username=h["demo_user"],
-        password=demo_password(h),
-        ca_file=h["ca_path"] if ca else None,
-    )
 
 
 def test_skopeo_push_and_pull_three_level_namespace_with_login(host_info, tmp_path):
     layout = tmp_path / "src"
     payload = os.urandom(64 * 1024)
     pushed = oci.image(layout, "1.0", [{"app/bin": payload}])
-    result = _push(host_info, layout, "1.0")
+    result = push(host_info, layout, "1.0", REPO)
     assert result.returncode == 0, result.stderr
     assert REPO in client(host_info).catalog()
     assert client(host_info).digest(REPO, "1.0") == pushed.digest
-    result = _pull(host_info, REPO, "1.0", tmp_path / "pulled")
+    result = pull(host_info, REPO, "1.0", tmp_path / "pulled")
     assert result.returncode == 0, result.stderr
     # Every blob that came back hashes to its digest.
-    for blob in (tmp_path / "pulled" / "blobs" / "sha256").iterdir():
-        assert hashlib.sha256(blob.read_bytes()).hexdigest() == blob.name
+    assert_blobs_hash_to_their_digests(tmp_path / "pulled")
 
 
 def test_docker_cli_on_the_host_logs_in_pushes_and_pulls(th, host_info):
@@ -73,13 +45,7 @@ def test_docker_cli_on_the_host_logs_in_pushes_and_pulls(th, host_info):
     )
     try:
         th.check_output(f"tar -C /etc -c hostname os-release | docker import - {ref}")
-        push = th.run(f"docker push {ref}")
-        assert push.rc == 0, push.stderr
-        image_id = th.check_output(f"docker image inspect -f '{{{{.Id}}}}' {ref}")
-        th.check_output(f"docker rmi {ref}")
-        pull = th.run(f"docker pull {ref}")
-        assert pull.rc == 0, pull.stderr
-        assert th.check_output(f"docker image inspect -f '{{{{.Id}}}}' {ref}") == image_id
+        docker_push_pull(th, ref)
     finally:
         th.run(f"docker logout {host_info['registry_name']}:5000")
     assert "docker-cli" in client(host_info).tags(REPO)
@@ -97,7 +63,7 @@ def test_anonymous_and_wrong_password_get_401(host_info):
 def test_client_without_the_ca_fails_tls(host_info, tmp_path):
     with pytest.raises(RegistryError, match="CERTIFICATE_VERIFY_FAILED"):
         client(host_info, ca=False).ping()
-    result = _pull(host_info, REPO, "1.0", tmp_path / "no-ca", ca=False)
+    result = pull(host_info, REPO, "1.0", tmp_path / "no-ca", ca=False)
     assert result.returncode != 0
     assert "certificate" in result.stderr.lower()
 
@@ -125,7 +91,7 @@ def test_tls_below_1_2_is_refused(host_info):
 def test_manifest_delete_by_digest(host_info, tmp_path):
     layout = tmp_path / "doomed"
     pushed = oci.image(layout, "gone", [{"f": os.urandom(1024)}])
-    assert _push(host_info, layout, "gone", repo="team/doomed/app").returncode == 0
+    assert push(host_info, layout, "gone", "team/doomed/app").returncode == 0
     c = client(host_info)
     digest = c.digest("team/doomed/app", "gone")
     assert digest == pushed.digest

@@ -8,8 +8,13 @@ import os
 import shlex
 
 from regops import oci
-from tests.sandbox.conftest import client
-from tests.sandbox.test_20_clients import _pull, _push
+from tests.sandbox.conftest import (
+    assert_blobs_hash_to_their_digests,
+    client,
+    pull,
+    push,
+    registry_du,
+)
 
 BIG = 8 * 1024 * 1024
 
@@ -28,17 +33,13 @@ def _cron_command(th) -> str:
     raise AssertionError("no job line in /etc/cron.d/regops-gc")
 
 
-def _du(th) -> int:
-    return int(th.check_output("du -sb /var/lib/registry | cut -f1"))
-
-
 def test_gc_frees_deleted_blobs_and_keeps_every_other_image(th, host_info, tmp_path):
     c = client(host_info)
     big_layer = {"blob": os.urandom(BIG)}
     big = oci.image(tmp_path / "big", "big", [big_layer])
     keep = oci.image(tmp_path / "keep", "keep", [{"keep": os.urandom(256 * 1024)}])
-    assert _push(host_info, tmp_path / "big", "big", repo="team/gc/big").returncode == 0
-    assert _push(host_info, tmp_path / "keep", "keep", repo="team/gc/keep").returncode == 0
+    assert push(host_info, tmp_path / "big", "big", "team/gc/big").returncode == 0
+    assert push(host_info, tmp_path / "keep", "keep", "team/gc/keep").returncode == 0
 
     survivors = {
         (repo, tag): c.digest(repo, tag)
@@ -48,11 +49,11 @@ def test_gc_frees_deleted_blobs_and_keeps_every_other_image(th, host_info, tmp_p
     }
     assert survivors[("team/gc/keep", "keep")] == keep.digest
     c.delete_manifest("team/gc/big", big.digest)
-    before = _du(th)
+    before = registry_du(host_info)
 
     result = th.run(_cron_command(th))
     assert result.rc == 0, th.file("/var/log/regops-gc.log").content_string[-2000:]
-    after = _du(th)
+    after = registry_du(host_info)
     assert before - after >= BIG * 0.9
     state = json.loads(th.file("/var/lib/regops/gc-last.json").content_string)
     assert state["result"] == "ok" and state["bytes_freed"] >= BIG * 0.9
@@ -64,14 +65,13 @@ def test_gc_frees_deleted_blobs_and_keeps_every_other_image(th, host_info, tmp_p
         assert c.digest(repo, tag) == digest
         dest = tmp_path / "check" / hashlib.sha1(f"{repo}:{tag}".encode()).hexdigest()
         dest.parent.mkdir(parents=True, exist_ok=True)
-        pulled = _pull(host_info, repo, tag, dest)
+        pulled = pull(host_info, repo, tag, dest)
         assert pulled.returncode == 0, pulled.stderr
-        for blob in (dest / "blobs" / "sha256").iterdir():
-            assert hashlib.sha256(blob.read_bytes()).hexdigest() == blob.name
+        assert_blobs_hash_to_their_digests(dest)
 
     # Writable again, and the cache forgot the collected blobs: pushing the
     # same layer again uploads it instead of claiming "already exists".
-    again = _push(host_info, tmp_path / "big", "big", repo="team/gc/big")
+    again = push(host_info, tmp_path / "big", "big", "team/gc/big")
     assert again.returncode == 0, again.stderr
-    pulled = _pull(host_info, "team/gc/big", "big", tmp_path / "big-again")
+    pulled = pull(host_info, "team/gc/big", "big", tmp_path / "big-again")
     assert pulled.returncode == 0, pulled.stderr

@@ -19,9 +19,17 @@ from typing import Any
 
 import pytest
 
-from regops import images, oci, skopeo
-from tests.sandbox.conftest import ROOT, SANDBOX, client, demo_password, ssh_host
-from tests.sandbox.test_20_clients import _push
+from regops import images, oci
+from tests.sandbox.conftest import (
+    ROOT,
+    SANDBOX,
+    assert_blobs_hash_to_their_digests,
+    client,
+    pull,
+    push,
+    registry_du,
+    ssh_host,
+)
 
 KiB = 1024
 
@@ -62,21 +70,11 @@ def pull_and_verify(
     h: dict, repository: str, tag: str, dest: Path, digest: str, all_images: bool = False
 ) -> None:
     """skopeo pulls the tag; the manifest digest matches and every blob hashes right."""
-    registry = f"127.0.0.1:{h['registry_published_port']}"
-    result = skopeo.copy(
-        f"docker://{registry}/{repository}:{tag}",
-        f"oci:{dest}:{tag}",
-        registry=registry,
-        username=h["demo_user"],
-        password=demo_password(h),
-        ca_file=h["ca_path"],
-        all_images=all_images,
-    )
+    result = pull(h, repository, tag, dest, all_images=all_images)
     assert result.returncode == 0, result.stderr
     top = json.loads((dest / "index.json").read_text())["manifests"]
     assert [m["digest"] for m in top] == [digest]
-    for blob in (dest / "blobs" / "sha256").iterdir():
-        assert hashlib.sha256(blob.read_bytes()).hexdigest() == blob.name
+    assert_blobs_hash_to_their_digests(dest)
 
 
 def oci_index(layout: Path, tag: str, children: dict[str, oci.Descriptor]) -> oci.Descriptor:
@@ -188,7 +186,7 @@ def test_tags_show_platforms_sizes_and_newest_child_time_of_multi_arch_images(sb
         write_tag=False,
     )
     top = oci_index(layout, "multi", {"amd64": amd, "arm64": arm})
-    assert _push(sb1, layout, "multi", repo="t50/tags/multi", all_images=True).returncode == 0
+    assert push(sb1, layout, "multi", "t50/tags/multi", all_images=True).returncode == 0
     doc = cli_json("tags", "t50/tags/multi")
     [entry] = doc["tags"]
     assert entry["digest"] == top.digest and entry["index"] is True
@@ -212,7 +210,7 @@ def test_delete_of_a_shared_digest_is_refused_then_all_tags_go_with_all_tags(sb1
     tag_in_layout(layout, "b", shared)
     other = oci.image(layout, "c", [{"f": os.urandom(4 * KiB)}])
     for tag in ("a", "b", "c"):
-        assert _push(sb1, layout, tag, repo=repo).returncode == 0
+        assert push(sb1, layout, tag, repo).returncode == 0
     assert registry_tags(c, repo) == {"a": shared.digest, "b": shared.digest, "c": other.digest}
 
     refused = cli("delete", f"{repo}:a")
@@ -241,7 +239,7 @@ def test_delete_of_an_oci_index_and_a_docker_manifest_list(sb1, tmp_path):
         "oci",
         {"amd64": [{"a": os.urandom(2 * KiB)}], "arm64": [{"r": os.urandom(2 * KiB)}]},
     )
-    assert _push(sb1, layout, "oci", repo=repo, all_images=True).returncode == 0
+    assert push(sb1, layout, "oci", repo, all_images=True).returncode == 0
 
     # A Docker manifest list over Docker v2 schema 2 images, through the API.
     children = []
@@ -336,15 +334,11 @@ def prune_repo(sb1, tmp_path_factory) -> dict[str, Any]:
         pushed[tag] = oci_index(layout, tag, kids).digest
     pushed["latest"] = pushed["build-02"]
     for tag in pushed:
-        result = _push(sb1, layout, tag, repo=PRUNE_REPO, all_images=tag.startswith("multi"))
+        result = push(sb1, layout, tag, PRUNE_REPO, all_images=tag.startswith("multi"))
         assert result.returncode == 0, result.stderr
     c = client(sb1)
     assert registry_tags(c, PRUNE_REPO) == pushed
     return pushed
-
-
-def _du_host(h: dict) -> int:
-    return int(ssh_host(h).check_output("du -sb /var/lib/registry | cut -f1"))
 
 
 def test_prune_keep_last_3_dry_run_then_apply_then_gc(sb1, prune_repo, tmp_path):
@@ -392,10 +386,10 @@ def test_prune_keep_last_3_dry_run_then_apply_then_gc(sb1, prune_repo, tmp_path)
     again = cli_json("prune", "--repo", "t50/prune/*", "--keep-last", "3")
     assert again["summary"]["tags_deleted"] == 0
 
-    before = _du_host(sb1)
+    before = registry_du(sb1)
     gc = ssh_host(sb1).run("/usr/local/sbin/regops-gc")
     assert gc.rc == 0, gc.stdout[-2000:] + gc.stderr[-2000:]
-    after = _du_host(sb1)
+    after = registry_du(sb1)
     assert before - after >= 0.9 * repo["freed_bytes"]
 
     for tag in sorted(survivors):

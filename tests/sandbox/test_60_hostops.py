@@ -17,9 +17,17 @@ from typing import Any
 
 import pytest
 
-from regops import oci, paths, pki, skopeo
+from regops import oci, paths, pki
 from regops.hostops import served_certificate
-from tests.sandbox.conftest import ROOT, SANDBOX, client, demo_password, ssh_host
+from tests.sandbox.conftest import (
+    ROOT,
+    SANDBOX,
+    client,
+    demo_password,
+    docker_push_pull,
+    push,
+    ssh_host,
+)
 
 INVENTORY = "inventories/sandbox.py"
 USER = "t60-ci"
@@ -39,13 +47,6 @@ def cli(*args: str, stdin: str | None = None, check: bool = True,
 
 def cli_json(*args: str, **kwargs: Any) -> dict:
     return json.loads(cli(*args, "--json", "-i", INVENTORY, **kwargs).stdout)
-
-
-def _push_as(h: dict, layout: Path, tag: str, repo: str, user: str, password: str):
-    registry = f"127.0.0.1:{h['registry_published_port']}"
-    return skopeo.copy(f"oci:{layout}:{tag}", f"docker://{registry}/{repo}:{tag}",
-                       registry=registry, username=user, password=password,
-                       ca_file=h["ca_path"])
 
 
 def _started_at(hosts: dict) -> dict[str, str]:
@@ -87,7 +88,7 @@ def test_users_add_passwd_remove_roll_out_without_restart(hosts, tmp_path):
             secret = paths.password_path(Path(h["ca_path"]).parents[2], h["registry_name"],
                                          USER).read_text().strip()
             assert client(h, password=secret, username=USER).ping() == 200
-            pushed = _push_as(h, layout, "1", "t60/users", USER, secret)
+            pushed = push(h, layout, "1", "t60/users", user=USER, password=secret)
             assert pushed.returncode == 0, pushed.stderr
         assert _started_at(hosts) == before  # htpasswd re-read, no restart
 
@@ -129,7 +130,7 @@ def gc_run(hosts, tmp_path_factory) -> dict:
     h = hosts["sb1"]
     layout = tmp_path_factory.mktemp("gc") / "img"
     pushed = oci.image(layout, "gone", [{"blob": os.urandom(4 * MiB)}])
-    result = _push_as(h, layout, "gone", "t60/gc", h["demo_user"], demo_password(h))
+    result = push(h, layout, "gone", "t60/gc")
     assert result.returncode == 0, result.stderr
     client(h).delete_manifest("t60/gc", pushed.digest)
     return cli_json("gc")
@@ -149,7 +150,7 @@ def test_gc_reports_freed_bytes_and_leaves_the_registry_writable(hosts, gc_run, 
     layout = tmp_path / "again"
     oci.image(layout, "after-gc", [{"f": os.urandom(32 * 1024)}])
     h = hosts["sb1"]
-    again = _push_as(h, layout, "after-gc", "t60/gc", h["demo_user"], demo_password(h))
+    again = push(h, layout, "after-gc", "t60/gc")
     assert again.returncode == 0, again.stderr
 
 
@@ -255,13 +256,7 @@ def test_trust_lets_a_client_docker_push_and_pull(hosts, tmp_path):
         ca = th.file(f"/etc/docker/certs.d/{address}/ca.crt")
         assert ca.content == Path(registry["ca_path"]).read_bytes() and ca.mode == 0o444
 
-        push = th.run(f"docker push {ref}")
-        assert push.rc == 0, push.stderr
-        image_id = th.check_output(f"docker image inspect -f '{{{{.Id}}}}' {ref}")
-        th.check_output(f"docker rmi {ref}")
-        pull = th.run(f"docker pull {ref}")
-        assert pull.rc == 0, pull.stderr
-        assert th.check_output(f"docker image inspect -f '{{{{.Id}}}}' {ref}") == image_id
+        docker_push_pull(th, ref)
         assert "from-sb2" in client(registry).tags("t60/trust")
     finally:
         th.run(f"docker logout {address}; docker rmi {ref}")
