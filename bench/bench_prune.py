@@ -24,12 +24,13 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from regops import images, retention  # noqa: E402
-from regops.client import RegistryClient  # noqa: E402
-from regops.images import Descriptor, Image, Manifest  # noqa: E402
-from regops.retention import Candidate  # noqa: E402
+from regops.registry import (
+    images,
+    retention,
+)
+from regops.registry.client import RegistryClient
+from regops.registry.images import Descriptor, Image, Manifest
+from regops.registry.retention import Candidate
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 POLICIES = [
@@ -165,7 +166,7 @@ def fill(client: RegistryClient, repository: str, n: int, workers: int) -> None:
 def bench_registry(
     client: RegistryClient, repository: str, n: int, workers: int, runs: int
 ) -> list[tuple[str, int, list[float]]]:
-    from regops.cli_images import plan_prune
+    from regops.registry.prune import plan_prune
 
     fill(client, repository, n, workers)
     policy = retention.make_policy({"repositories": repository, "keep_last": 10})
@@ -203,10 +204,10 @@ def _t(seconds: float) -> str:
 
 def _client(args: argparse.Namespace) -> RegistryClient | None:
     if args.inventory:
-        from regops import endpoint
-        from regops.cli_images import pick_host
+        from regops.cli.images import pick_host
+        from regops.registry.endpoint import login_client
 
-        return endpoint.client(pick_host(args.inventory, args.host).settings(), args.user)
+        return login_client(pick_host(args.inventory, args.host).settings(), args.user)
     if not args.url:
         return None
     password = os.environ.get("REGOPS_BENCH_PASSWORD")

@@ -9,14 +9,14 @@ from __future__ import annotations
 import json
 import sys
 
-from regops.defaults import KEYS
+from regops.config.keys import KEYS
 
 
 def _default(value: object) -> str:
     if value is None:
         return "unset"
     if isinstance(value, list) and len(value) > 3:
-        return f"{len(value)} items (see regops/defaults.py)"
+        return f"{len(value)} items (see regops/config/keys.py)"
     return f"`{json.dumps(value)}`"
 
 

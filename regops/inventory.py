@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from regops.settings import ConfigError, Settings, check_data, load
+from regops.config.settings import ConfigError, Settings, check_data, load
 
 
 @dataclass(frozen=True)
@@ -113,3 +113,11 @@ def load_inventory(path: str, limit: list[str] | None = None) -> list[InventoryH
     if limit:
         hosts = [h for h in hosts if h.name in limit]
     return hosts
+
+
+def group_members(namespace: dict[str, Any], group: str) -> list[str] | None:
+    """Host names of a group in an executed inventory module; None if there is no such group."""
+    if group.startswith("_") or group not in namespace:
+        return None
+    entries = _entries(namespace[group])
+    return None if entries is None else [name for name, _ in entries]

@@ -3,7 +3,3 @@
 The checks and their references are in `regops.compliance.checks.CHECKS`;
 `regops check --list --markdown` prints them as the README's table.
 """
-
-from regops.compliance.cli import check
-
-COMMANDS = [check]

@@ -12,12 +12,14 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from regops import pki
 from regops.compliance import cron, tls
-from regops.compliance.facts import GC_CRON, GC_SCRIPT, HostFacts, Stat, certs_d, listening
+from regops.compliance.facts import HostFacts, Stat, certs_d, listening
 from regops.compliance.model import Check, Unavailable, Verdict, fail, ok
 from regops.compliance.probes import Probes
-from regops.settings import CONTAINER_PORT, Settings, image_problem
+from regops.config.checks import image_problem
+from regops.config.settings import CONTAINER_PORT, Settings
+from regops.hostpaths import GC_CRON, GC_SCRIPT
+from regops.secrets import pki
 
 
 @dataclass(frozen=True)
@@ -344,7 +346,7 @@ def tls_cert_days_left(c: Context) -> Verdict:
 
 
 def tls_mozilla_intermediate(c: Context) -> Verdict:
-    from regops import endpoint
+    from regops.registry import endpoint
 
     return tls.check_mozilla_intermediate(c.probes.target, endpoint.ca_file(c.s))
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
-from regops.settings import cron_problem
+from regops.config.checks import cron_problem
 
 MACROS = {
     "@yearly": "0 0 1 1 *",

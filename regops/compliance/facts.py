@@ -14,17 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from regops import hostpaths
 from regops.compliance.model import Unavailable
-from regops.settings import Settings
+from regops.config.settings import Settings
+from regops.hostops import remote
 
-_MARK = "@@regops-section"
-_END = "@@regops-rc"
-STATE_FILE = "/var/lib/regops/gc-last.json"
-GC_SCRIPT = "/usr/local/sbin/regops-gc"
-GC_CRON = "/etc/cron.d/regops-gc"
-DOCKER_SOCK = "/var/run/docker.sock"
 DOCKER_TIMEOUT = 30  # seconds for each docker call: a hung daemon must not hang the run
-SCRIPT_TIMEOUT = 180  # seconds for the whole snapshot
 
 
 @dataclass(frozen=True)
@@ -43,15 +38,15 @@ class Stat:
 def paths_to_stat(s: Settings) -> list[str]:
     config_dir = s["registry_config_dir"]
     return [
-        "/etc/docker", "/etc/docker/daemon.json", DOCKER_SOCK, "/etc/docker/certs.d",
+        "/etc/docker", "/etc/docker/daemon.json", hostpaths.DOCKER_SOCK, "/etc/docker/certs.d",
         certs_d(s), f"{certs_d(s)}/ca.crt",
         f"{config_dir}/tls/server.key", f"{config_dir}/htpasswd",
-        s["registry_data_dir"], GC_SCRIPT, GC_CRON, STATE_FILE,
+        s["registry_data_dir"], hostpaths.GC_SCRIPT, hostpaths.GC_CRON, hostpaths.GC_STATE,
     ]
 
 
 def certs_d(s: Settings) -> str:
-    return f"/etc/docker/certs.d/{s.registry_address}"
+    return hostpaths.certs_d(s.registry_address)
 
 
 def sections(s: Settings) -> dict[str, str]:
@@ -72,8 +67,8 @@ def sections(s: Settings) -> dict[str, str]:
                 + " ".join(shlex.quote(p) for p in paths_to_stat(s)) + " 2>/dev/null",
         "certs_d_files": f"find {shlex.quote(certs_d(s))} -mindepth 1 -maxdepth 1 "
                          f"-printf '%p\\t%y\\t%u\\t%g\\t%U\\t%G\\t%m\\n'",
-        "gc_state": f"cat {STATE_FILE}",
-        "gc_cron": f"cat {GC_CRON}",
+        "gc_state": f"cat {hostpaths.GC_STATE}",
+        "gc_cron": f"cat {hostpaths.GC_CRON}",
         "cron_active": "systemctl is-active cron",
         "data_fs": f"stat -f -c '%b %a %S' {shlex.quote(d['registry_data_dir'])}",
         "listen": "cat /proc/net/tcp /proc/net/tcp6 2>/dev/null",
@@ -81,32 +76,8 @@ def sections(s: Settings) -> dict[str, str]:
 
 
 def script(s: Settings) -> str:
-    """All sections in one shell command, each followed by its exit status; the whole is
-    bounded so a host where something hangs still gives its other sections."""
-    parts = []
-    for name, command in sections(s).items():
-        parts.append(f"echo '{_MARK} {name}'; ( {command} ) 2>&1; rc=$?; echo; "
-                     f"echo \"{_END} {name} $rc\"")
-    return f"timeout {SCRIPT_TIMEOUT} sh -c {shlex.quote('; '.join(parts))}"
-
-
-def parse(output: str) -> dict[str, tuple[int, str]]:
-    """Section name -> (exit status, output) from what `script` printed."""
-    found: dict[str, tuple[int, str]] = {}
-    name: str | None = None
-    lines: list[str] = []
-    for line in output.splitlines():
-        if line.startswith(f"{_MARK} "):
-            name, lines = line.split(" ", 1)[1].strip(), []
-        elif line.startswith(f"{_END} ") and name is not None:
-            fields = line.split()
-            rc = int(fields[-1]) if fields[-1].lstrip("-").isdigit() else 1
-            text = "\n".join(lines)
-            found[name] = (rc, text[:-1] if text.endswith("\n") else text)
-            name = None
-        elif name is not None:
-            lines.append(line)
-    return found
+    """All sections in one bounded, read-only shell command."""
+    return remote.script(sections(s))
 
 
 def parse_stat(text: str) -> dict[str, Stat]:
@@ -202,16 +173,9 @@ def collect(run: Callable[[str], Any], s: Settings) -> HostFacts:
     try:
         result = run(script(s))
     except Exception as error:  # noqa: BLE001 - any SSH failure is "unreachable", not a crash
-        return HostFacts(unreachable=f"cannot reach the host over SSH: {_ssh_error(error)}")
-    found = parse(result.stdout)
+        return HostFacts(unreachable=f"cannot reach the host over SSH: {remote.ssh_problem(error)}")
+    found = remote.parse(result.stdout)
     if not found:
         reason = first_line(result.stderr or result.stdout)
         return HostFacts(unreachable=f"the host gave no readable answer: {reason}")
     return HostFacts(sections=found)
-
-
-def _ssh_error(error: Exception) -> str:
-    """testinfra raises RuntimeError(CommandResult) on ssh's exit 255; keep its stderr line."""
-    arg = error.args[0] if error.args else error
-    stderr = getattr(arg, "stderr", None)
-    return first_line(stderr) if stderr else first_line(str(arg))

@@ -13,9 +13,9 @@ import urllib.parse
 from dataclasses import dataclass
 from functools import cached_property
 
-from regops import endpoint
 from regops.compliance.model import Unavailable
-from regops.settings import Settings
+from regops.config.settings import Settings
+from regops.registry import endpoint
 
 TIMEOUT = 10.0
 

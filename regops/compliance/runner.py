@@ -17,8 +17,8 @@ from regops.compliance import facts as facts_mod
 from regops.compliance.checks import Context, Options
 from regops.compliance.model import Check, HostReport, Result, Run, Status, Unavailable
 from regops.compliance.probes import Probes, Target
+from regops.config.settings import ConfigError, Settings, tls_names
 from regops.inventory import InventoryHost
-from regops.settings import ConfigError, Settings, tls_names
 
 INVENTORY_CHECK = "inventory"
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import jinja2
 
-from regops.render import TEMPLATES
+from regops.deploy.render import TEMPLATES
 
 UNIT_DIR = "etc/systemd/system"
 NAMES = ("regops-check.service", "regops-check.timer")

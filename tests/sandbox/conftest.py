@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 import testinfra
 
-from regops import skopeo
-from regops.client import RegistryClient
+from regops.registry import skopeo
+from regops.registry.client import RegistryClient
 
 ROOT = Path(__file__).resolve().parents[2]
 SANDBOX = os.environ.get("REGOPS_TEST_SANDBOX", "regops-test")
@@ -119,7 +119,8 @@ def demo_password(h: dict) -> str:
 
 def secret_values(hosts: dict[str, dict]) -> list[str]:
     """Every secret the deploy handles: passwords, http.secret, private keys (a PEM line)."""
-    from regops import paths, secrets
+    from regops import paths
+    from regops.secrets import store as secrets
 
     values = []
     for h in hosts.values():

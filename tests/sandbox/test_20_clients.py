@@ -8,8 +8,8 @@ import shlex
 
 import pytest
 
-from regops import oci
-from regops.client import RegistryError
+from regops.registry import oci
+from regops.registry.client import RegistryError
 from tests.sandbox.conftest import (
     assert_blobs_hash_to_their_digests,
     client,

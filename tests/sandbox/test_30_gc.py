@@ -7,7 +7,7 @@ import json
 import os
 import shlex
 
-from regops import oci
+from regops.registry import oci
 from tests.sandbox.conftest import (
     assert_blobs_hash_to_their_digests,
     client,

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from regops import images, oci
+from regops.registry import images, oci
 from tests.sandbox.conftest import (
     ROOT,
     SANDBOX,

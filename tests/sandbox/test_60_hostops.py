@@ -17,8 +17,10 @@ from typing import Any
 
 import pytest
 
-from regops import oci, paths, pki
-from regops.hostops import served_certificate
+from regops import paths
+from regops.hostops.certs import served_certificate
+from regops.registry import oci
+from regops.secrets import pki
 from tests.sandbox.conftest import (
     ROOT,
     SANDBOX,

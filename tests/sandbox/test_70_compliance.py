@@ -26,8 +26,8 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
-from regops import render
 from regops.compliance.runner import settings_without_secrets
+from regops.deploy import render
 from regops.inventory import load_inventory
 from tests.sandbox.conftest import ROOT, SANDBOX, client, deploy, regops, ssh_host
 

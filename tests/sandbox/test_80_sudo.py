@@ -37,7 +37,7 @@ def sudo_host(sandbox):  # the session's `sandbox` fixture checks Docker first
 def _deploy(tmp_path) -> subprocess.CompletedProcess:
     inventory = tmp_path / "sudo_inventory.py"
     inventory.write_text(
-        "from regops import sandbox\n"
+        "from regops.sandbox import hosts as sandbox\n"
         f"doc = sandbox.status({NAME!r})\n"
         "hosts = [(n, {**d, 'ssh_user': 'deploy', '_sudo': True})\n"
         "         for n, d in sandbox.inventory_hosts(doc)]\n"

@@ -14,10 +14,9 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from regops import pki
+from regops.cli import main
 from regops.compliance import checks, cron, facts, report, runner, tls, units
 from regops.compliance.checks import CHECKS, Context, Options
-from regops.compliance.cli import check as check_command
 from regops.compliance.model import (
     HostReport,
     Result,
@@ -27,7 +26,9 @@ from regops.compliance.model import (
     select,
     split_ids,
 )
+from regops.hostops import remote
 from regops.inventory import InventoryHost
+from regops.secrets import pki
 
 # --- results and exit codes ---------------------------------------------------------------
 
@@ -364,7 +365,7 @@ def ctx(settings, host_facts: facts.HostFacts, **options: Any) -> Context:
 def test_parse_reads_sections_and_their_exit_status():
     output = ("@@regops-section now\n123\n\n@@regops-rc now 0\n"
               "@@regops-section gc_state\ncat: nope\n\n@@regops-rc gc_state 1\n")
-    assert facts.parse(output) == {"now": (0, "123"), "gc_state": (1, "cat: nope")}
+    assert remote.parse(output) == {"now": (0, "123"), "gc_state": (1, "cat: nope")}
 
 
 def test_the_snapshot_script_reads_no_secret(settings):
@@ -374,7 +375,7 @@ def test_the_snapshot_script_reads_no_secret(settings):
             if secret in command:
                 assert command.startswith("stat "), name
     script = facts.script(settings)
-    assert script.startswith(f"timeout {facts.SCRIPT_TIMEOUT} sh -c ")
+    assert script.startswith(f"timeout {remote.SCRIPT_TIMEOUT} sh -c ")
     assert all(f"@@regops-section {name}" in script for name in commands)
 
 
@@ -561,21 +562,21 @@ def test_exec_quote_escapes_what_systemd_expands():
 
 def test_cli_list_and_one_line_errors(tmp_path):
     cli = CliRunner()
-    listed = cli.invoke(check_command, ["--list", "--only", "gc.*"])
+    listed = cli.invoke(main, ["check", "--list", "--only", "gc.*"])
     assert listed.exit_code == 0 and "gc.last-run" in listed.output
     assert "daemon.icc" not in listed.output
-    typo = cli.invoke(check_command, ["--list", "--skip", "gc.lastrun"])
+    typo = cli.invoke(main, ["check", "--list", "--skip", "gc.lastrun"])
     assert typo.exit_code == 2
-    assert typo.output.strip() == ("regops check: error: no check matches 'gc.lastrun' "
+    assert typo.output.strip() == ("regops: error: no check matches 'gc.lastrun' "
                                    "(see `regops check --list`)")
-    missing = cli.invoke(check_command, ["-i", str(tmp_path / "nope.py")])
+    missing = cli.invoke(main, ["check", "-i", str(tmp_path / "nope.py")])
     assert missing.exit_code == 2 and len(missing.output.strip().splitlines()) == 1
 
 
 def test_cli_write_units(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "inv.py").write_text("hosts = ['reg.example.com']\n")
-    out = CliRunner().invoke(check_command, [
+    out = CliRunner().invoke(main, ["check",
         "-i", "inv.py", "--accept-limitations", "--prometheus", "metrics/regops.prom",
         "--write-units", "units", "--unit-user", "ops"])
     assert out.exit_code == 0, out.output

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from regops.defaults import KEYS
+from regops.config.keys import KEYS
 from regops.docs import with_keys_table
 
 README = Path(__file__).resolve().parents[2] / "README.md"

@@ -14,12 +14,15 @@ import pytest
 from click.testing import CliRunner
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from regops import hostops, paths, pki, secrets
+from regops import hostpaths, paths
 from regops.cli import main
-from regops.settings import ConfigError, load
+from regops.config.settings import ConfigError, load
+from regops.hostops import certs, gc, remote, status, trust, users
+from regops.inventory import group_members
+from regops.secrets import pki
+from regops.secrets import store as secrets
 
 ROOT = Path(__file__).resolve().parents[2]
-MARK = hostops.MARK
 GC_OK = {"time": "2030-06-01T03:17:02Z", "result": "ok", "exit_code": 0, "bytes_freed": 8388608,
          "readonly_seconds": 3, "duration_seconds": 5, "message": "2 blobs deleted"}
 
@@ -28,53 +31,60 @@ GC_OK = {"time": "2030-06-01T03:17:02Z", "result": "ok", "exit_code": 0, "bytes_
 
 
 def test_parse_gc_state_reads_the_jobs_record():
-    assert hostops.parse_gc_state(json.dumps(GC_OK) + "\n") == GC_OK
+    assert gc.parse_gc_state(json.dumps(GC_OK) + "\n") == GC_OK
 
 
 @pytest.mark.parametrize("text", ["", "  \n", "not json", "[]", '{"result": "ok"}'])
 def test_parse_gc_state_rejects_what_the_job_does_not_write(text):
-    assert hostops.parse_gc_state(text) is None
+    assert gc.parse_gc_state(text) is None
 
 
 def test_parse_gc_state_drops_mistyped_numbers():
-    state = hostops.parse_gc_state(json.dumps({**GC_OK, "bytes_freed": "8", "exit_code": True}))
+    state = gc.parse_gc_state(json.dumps({**GC_OK, "bytes_freed": "8", "exit_code": True}))
     assert state is not None and state["bytes_freed"] is None and state["exit_code"] is None
 
 
+def answer(**sections: str) -> str:
+    """What a host prints for a sectioned command (`remote.script`), every section ok."""
+    return "".join(
+        f"{remote.SECTION_MARK} {name}\n{body}\n\n{remote.RC_MARK} {name} 0\n"
+        for name, body in sections.items()
+    )
+
+
 def _gc_output(start: int, rc: int, state: dict | None) -> str:
-    body = json.dumps(state) if state else ""
-    return f"{MARK} start\n{start}\n{MARK} rc\n{rc}\n{MARK} state\n{body}\n"
+    return answer(start=str(start), job=str(rc), state=json.dumps(state) if state else "")
 
 
 START = int(datetime(2030, 6, 1, 3, 17, tzinfo=UTC).timestamp())
 
 
 def test_gc_result_ok():
-    entry = hostops.gc_result("reg1", 0, _gc_output(START, 0, GC_OK))
+    entry = gc.gc_result("reg1", 0, _gc_output(START, 0, GC_OK))
     assert entry["ok"] and entry["error"] is None and entry["bytes_freed"] == 8388608
     assert entry["host"] == "reg1" and entry["readonly_seconds"] == 3
 
 
 def test_gc_result_failed_job_is_a_failure_with_its_message():
     failed = {**GC_OK, "result": "failed", "exit_code": 1, "message": "garbage-collect exited 1"}
-    entry = hostops.gc_result("reg1", 0, _gc_output(START, 1, failed))
+    entry = gc.gc_result("reg1", 0, _gc_output(START, 1, failed))
     assert not entry["ok"] and "garbage-collect exited 1" in entry["error"]
 
 
 def test_gc_result_ignores_a_record_older_than_this_run():
-    entry = hostops.gc_result("reg1", 0, _gc_output(START + 3600, 1, GC_OK))
+    entry = gc.gc_result("reg1", 0, _gc_output(START + 3600, 1, GC_OK))
     assert not entry["ok"] and "without recording" in entry["error"]
 
 
 def test_gc_result_missing_script_says_deploy_first():
-    entry = hostops.gc_result("reg1", 3, f"{MARK} start\n{START}\n{MARK} missing\n")
+    entry = gc.gc_result("reg1", 0, answer(start=str(START), job="missing"))
     assert not entry["ok"] and "run the deploy" in entry["error"]
 
 
 def test_gc_command_appends_to_the_cron_log_and_shows_the_record():
-    command = hostops.gc_command()
-    assert f"{hostops.GC_SCRIPT} >>{hostops.GC_LOG} 2>&1" in command
-    assert f"cat {hostops.GC_STATE}" in command
+    command = gc.gc_command()
+    assert f"{hostpaths.GC_SCRIPT} >>{hostpaths.GC_LOG} 2>&1" in command
+    assert f"cat {hostpaths.GC_STATE}" in command
 
 
 # --------------------------------------------------------------------------- status parsing
@@ -86,7 +96,7 @@ DF = """    1B-blocks        Avail Mounted on
 
 
 def test_parse_df():
-    disk = hostops.parse_df(DF)
+    disk = status.parse_df(DF)
     assert disk == {"total_bytes": 269490393088, "free_bytes": 74733314048,
                     "free_percent": 27.7, "mount": "/"}
 
@@ -94,7 +104,7 @@ def test_parse_df():
 @pytest.mark.parametrize("text", ["", "df: /nope: No such file or directory",
                                   "1B-blocks Avail Mounted on\nx y /"])
 def test_parse_df_rejects_errors(text):
-    assert hostops.parse_df(text) is None
+    assert status.parse_df(text) is None
 
 
 @pytest.mark.parametrize(
@@ -108,7 +118,7 @@ def test_parse_df_rejects_errors(text):
     ],
 )
 def test_parse_version(text, version):
-    assert hostops.parse_version(text) == version
+    assert status.parse_version(text) == version
 
 
 @pytest.mark.parametrize(
@@ -118,22 +128,34 @@ def test_parse_version(text, version):
      ("registry@sha256:" + "a" * 64, None), ("localhost:5000/registry", None)],
 )
 def test_image_tag_version(image, version):
-    assert hostops.image_tag_version(image) == version
+    assert status.image_tag_version(image) == version
 
 
 def test_container_state():
     inspect = json.dumps([{"State": {"Running": True, "StartedAt": "2030-06-01T00:00:00Z"},
                            "Config": {"Image": "registry:2.8.3"}}])
-    assert hostops.container_state(inspect) == {
+    assert status.container_state(inspect) == {
         "exists": True, "running": True, "started_at": "2030-06-01T00:00:00Z",
         "image": "registry:2.8.3"}
-    assert hostops.container_state("")["exists"] is False
-    assert hostops.container_state("[]")["running"] is False
+    assert status.container_state("")["exists"] is False
+    assert status.container_state("[]")["running"] is False
 
 
-def test_parse_sections_keeps_bodies_apart():
-    text = f"noise\n{MARK} a\n1\n2\n{MARK} empty\n{MARK} b\nx\n"
-    assert hostops.parse_sections(text) == {"a": "1\n2", "empty": "", "b": "x"}
+def test_sectioned_output_keeps_bodies_and_exit_statuses_apart():
+    text = (
+        f"noise\n{remote.SECTION_MARK} a\n1\n2\n\n{remote.RC_MARK} a 0\n"
+        f"{remote.SECTION_MARK} empty\n\n{remote.RC_MARK} empty 3\n"
+        f"{remote.SECTION_MARK} b\nx\n\n{remote.RC_MARK} b 0\n"
+    )
+    assert remote.parse(text) == {"a": (0, "1\n2"), "empty": (3, ""), "b": (0, "x")}
+    assert remote.texts(text) == {"a": "1\n2", "empty": "", "b": "x"}
+
+
+def test_sectioned_command_runs_every_section_bounded():
+    command = remote.script({"a": "echo 1", "b": "false"}, timeout=7)
+    out = subprocess.run(["sh", "-c", command], capture_output=True, text=True).stdout
+    assert command.startswith("timeout 7 ")
+    assert remote.parse(out) == {"a": (0, "1"), "b": (1, "")}
 
 
 @pytest.fixture
@@ -154,14 +176,14 @@ def _cert_pem(pki_dir: Path) -> bytes:
 
 def test_status_entry_aggregates_what_the_host_said(settings, pki_dir):
     pem = _cert_pem(pki_dir).decode()
-    remote = "\n".join([
-        f"{MARK} inspect", json.dumps([{"State": {"Running": True, "StartedAt": "T0"},
-                                        "Config": {"Image": "registry:2.8.3"}}]),
-        f"{MARK} version", "",  # exec failed: fall back to the image tag
-        f"{MARK} df", DF, f"{MARK} gc", json.dumps(GC_OK), f"{MARK} cert", pem,
-    ])
+    said = answer(
+        inspect=json.dumps([{"State": {"Running": True, "StartedAt": "T0"},
+                             "Config": {"Image": "registry:2.8.3"}}]),
+        version="",  # exec failed: fall back to the image tag
+        df=DF, gc=json.dumps(GC_OK), cert=pem,
+    )
     check = {"serving": True, "http_status": 401, "error": None}
-    entry = hostops.status_entry("reg1", settings, remote, None, check)
+    entry = status.status_entry("reg1", settings, said, None, check)
     assert entry["ok"] is True
     assert (entry["version"], entry["version_source"]) == ("2.8.3", "image tag")
     assert entry["disk"]["free_bytes"] == 74733314048
@@ -176,18 +198,18 @@ def test_status_entry_aggregates_what_the_host_said(settings, pki_dir):
 
 def test_status_entry_not_ok_when_down_or_stopped(settings):
     down = {"serving": False, "http_status": None, "error": "refused"}
-    entry = hostops.status_entry("reg1", settings, "", None, down)
+    entry = status.status_entry("reg1", settings, "", None, down)
     assert entry["ok"] is False and entry["gc"] is None and entry["disk"] is None
-    summary = hostops.summarize([entry, {"ok": True}])
+    summary = remote.summarize([entry, {"ok": True}])
     assert summary["ok"] is False and len(summary["hosts"]) == 2
 
 
 def test_cert_entry_flags_a_served_certificate_that_differs_from_the_file(pki_dir):
-    served = hostops.cert_summary(pki.load_leaf(_cert_pem(pki_dir)))
+    served = certs.cert_summary(pki.load_leaf(_cert_pem(pki_dir)))
     on_host = {**served, "serial": "abc"}
-    entry = hostops.cert_entry("reg1", "reg:5000", served, None, on_host, None)
+    entry = certs.cert_entry("reg1", "reg:5000", served, None, on_host, None)
     assert entry["differ"] and entry["ok"] and entry["days_left"] == served["days_left"]
-    missing = hostops.cert_entry("reg1", "reg:5000", None, "refused", on_host, None)
+    missing = certs.cert_entry("reg1", "reg:5000", None, "refused", on_host, None)
     assert not missing["ok"] and missing["serial"] == "abc"
 
 
@@ -243,11 +265,11 @@ def test_a_badly_named_password_file_is_one_line_naming_it(secrets_dir):
 
 
 def test_merge_user_names():
-    assert hostops.merge_user_names(["b", "a"], ["c", "a", "0"]) == ["b", "a", "0", "c"]
+    assert users.merge_user_names(["b", "a"], ["c", "a", "0"]) == ["b", "a", "0", "c"]
 
 
 def test_user_rows_say_where_users_and_passwords_come_from(tmp_path):
-    rows = hostops.user_rows("reg", ["admin", "ci"], ["admin", "bot"],
+    rows = users.user_rows("reg", ["admin", "ci"], ["admin", "bot"],
                              {"REGOPS_PASSWORD_CI": "x"}, lambda u: tmp_path / u)
     assert [(r["user"], r["declared_in"], r["password"]) for r in rows] == [
         ("admin", "inventory", "file"),
@@ -345,7 +367,7 @@ def test_renew_refuses_provided_certificates_with_one_line(tmp_path, secrets_dir
 
 
 def test_trust_login_command_keeps_the_password_out_and_always_removes_the_file():
-    command = hostops.trust_login_command("reg.example.com:5000", "ci", "/var/lib/x/p")
+    command = trust.trust_login_command("reg.example.com:5000", "ci", "/var/lib/x/p")
     assert "--password-stdin" in command and "</var/lib/x/p" in command
     assert command.index("rm -f /var/lib/x/p") > command.index("docker login")
     assert "|| rc=$?" in command and command.endswith("exit $rc")
@@ -357,30 +379,30 @@ def test_trust_login_command_keeps_the_password_out_and_always_removes_the_file(
      ("", "cannot tell")],
 )
 def test_docker_problem(answer, fragment):
-    problem = hostops.docker_problem(answer)
+    problem = trust.docker_problem(answer)
     assert problem is None if fragment is None else fragment in problem
 
 
 def test_trust_verdict(pki_dir):
     ca = pki.ensure_server_cert(pki_dir, ["reg.example.com"]).ca_pem
-    target = hostops.TrustTarget("reg1", "reg.example.com:5000", ca, "ci", "secret-value")
+    target = trust.TrustTarget("reg1", "reg.example.com:5000", ca, "ci", "secret-value")
     digest = hashlib.sha256(ca).hexdigest()
-    good = f"{MARK} ca\n{digest}\n{MARK} auth\nyes\n"
-    assert hostops.trust_verdict(target, good) is None
-    assert "ca.crt" in hostops.trust_verdict(target, good.replace(digest, "0" * 64))
-    assert "no stored docker login" in hostops.trust_verdict(target, good.replace("yes", "no"))
+    good = answer(ca=digest, auth="yes")
+    assert trust.trust_verdict(target, good) is None
+    assert "ca.crt" in trust.trust_verdict(target, good.replace(digest, "0" * 64))
+    assert "no stored docker login" in trust.trust_verdict(target, good.replace("yes", "no"))
     assert "secret-value" not in repr(target)
-    assert '"reg.example.com:5000"' in hostops.trust_check_command(target)
+    assert '"reg.example.com:5000"' in trust.trust_check_command(target)
 
 
 def test_group_members():
     namespace = {"clients": [("c1", {}), "c2"], "registries": (["r1"], {}), "_x": ["y"],
                  "other": 3}
-    assert hostops.group_members(namespace, "clients") == ["c1", "c2"]
-    assert hostops.group_members(namespace, "registries") == ["r1"]
-    assert hostops.group_members(namespace, "_x") is None
-    assert hostops.group_members(namespace, "other") is None
-    assert hostops.group_members(namespace, "missing") is None
+    assert group_members(namespace, "clients") == ["c1", "c2"]
+    assert group_members(namespace, "registries") == ["r1"]
+    assert group_members(namespace, "_x") is None
+    assert group_members(namespace, "other") is None
+    assert group_members(namespace, "missing") is None
 
 
 def test_trust_needs_the_clients_group(tmp_path, secrets_dir):
@@ -417,7 +439,7 @@ def test_users_deploy_plans_only_account_and_htpasswd_and_hides_passwords(tmp_pa
     secrets.write_atomic(paths.cli_users_dir(secrets_dir, "reg.example.com") / "ci", b"")
     inventory = tmp_path / "inventory.py"
     inventory.write_text(f"hosts = {_fake_host(secrets_dir)!r}\n")
-    result = _fake_pyinfra(inventory, "deploys/users.py", "-vvv", "--diff")
+    result = _fake_pyinfra(inventory, "regops/deploys/users.py", "-vvv", "--diff")
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
     assert "Registry account |" in output and "Write the htpasswd file for 2 user(s)" in output
@@ -433,18 +455,18 @@ def test_trust_deploy_plans_ca_and_login_without_showing_the_password(tmp_path, 
     clients.write_text("clients = [('@fake/client1', {'fake_responses': {'uname -s': 'Linux'}})]\n")
     env = {"REGOPS_TRUST_INVENTORY": str(registry), "REGOPS_TRUST_REGISTRY": "reg1",
            "REGOPS_TRUST_USER": "ci"}
-    undeployed = _fake_pyinfra(clients, "deploys/trust.py", env=env)
+    undeployed = _fake_pyinfra(clients, "regops/deploys/trust.py", env=env)
     assert undeployed.returncode != 0 and "deploy reg1 first" in undeployed.stderr
     pki.ensure_ca(paths.pki_dir(secrets_dir, "reg.example.com"))
     clients.write_text("clients = [('@fake/client1', {'fake_responses': {'uname -s': 'Linux'}})]\n")
     env = {"REGOPS_TRUST_INVENTORY": str(registry), "REGOPS_TRUST_REGISTRY": "reg1",
            "REGOPS_TRUST_USER": "ci"}
-    result = _fake_pyinfra(clients, "deploys/trust.py", "-vvv", "--diff", env=env)
+    result = _fake_pyinfra(clients, "regops/deploys/trust.py", "-vvv", "--diff", env=env)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
     assert "Trust the CA of reg.example.com:5000" in output
     assert "Log in to reg.example.com:5000 as ci" in output
     assert password not in output
-    missing = _fake_pyinfra(clients, "deploys/trust.py",
+    missing = _fake_pyinfra(clients, "regops/deploys/trust.py",
                             env={"REGOPS_TRUST_INVENTORY": "", "REGOPS_TRUST_REGISTRY": ""})
     assert missing.returncode != 0 and "REGOPS_TRUST_INVENTORY" in missing.stderr

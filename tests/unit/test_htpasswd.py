@@ -10,7 +10,7 @@ from pathlib import Path
 import bcrypt
 import pytest
 
-from regops import htpasswd
+from regops.secrets import htpasswd
 
 PEPPER = b"p" * 32
 COST = 4  # fast tests; the caller enforces the production minimum

@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from regops import images
-from regops.images import (
+from regops.registry import images
+from regops.registry.images import (
     Image,
     ManifestError,
     Scanner,
@@ -22,6 +22,7 @@ from regops.images import (
     parse_time,
     split_reference,
 )
+from regops.util import human_bytes, natural_key
 
 
 class FakeApi:
@@ -161,11 +162,11 @@ def test_bad_references(text):
 
 
 def test_natural_order_and_human_bytes():
-    assert sorted(["v1.10", "v1.9", "v1.2"], key=images.natural_key) == ["v1.2", "v1.9", "v1.10"]
-    assert images.human_bytes(999) == "999 B"
-    assert images.human_bytes(1500) == "1.5 kB"
-    assert images.human_bytes(3_200_000) == "3.2 MB"
-    assert images.human_bytes(None) == "-"
+    assert sorted(["v1.10", "v1.9", "v1.2"], key=natural_key) == ["v1.2", "v1.9", "v1.10"]
+    assert human_bytes(999) == "999 B"
+    assert human_bytes(1500) == "1.5 kB"
+    assert human_bytes(3_200_000) == "3.2 MB"
+    assert human_bytes(None) == "-"
 
 
 def _scan(api: FakeApi, tag: str) -> Image:

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from regops import htpasswd, paths, secrets
+from regops import paths
+from regops.secrets import htpasswd
+from regops.secrets import store as secrets
 
 ROOT = Path(__file__).resolve().parents[2]
 

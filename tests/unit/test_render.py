@@ -7,8 +7,8 @@ import subprocess
 
 import yaml
 
-from regops import render
-from regops.settings import load
+from regops.config.settings import load
+from regops.deploy import render
 
 
 def _settings(base_data, **extra):

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from regops import retention
-from regops.retention import Candidate, PolicyError, make_policy, parse_duration, select
-from regops.settings import ConfigError
+from regops.config.settings import ConfigError, check_data
+from regops.registry import retention
+from regops.registry.retention import Candidate, PolicyError, make_policy, parse_duration, select
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
@@ -121,17 +121,18 @@ def test_bad_policies_say_what_is_wrong(raw, problem):
         make_policy(raw)
 
 
-def test_inventory_errors_are_one_line_with_host_and_key():
+def test_inventory_errors_are_one_line_with_host_and_key(secrets_dir):
     good = {"repositories": "a/*", "older_than": "30d"}
-    assert len(retention.parse_policies("h1", [good, good])) == 2
-    assert retention.parse_policies("h1", None) == []
+    assert len(retention.parse_policies([good, good])) == 2
+    assert retention.parse_policies(None) == []
+    data = {"registry_secrets_dir": str(secrets_dir)}
     with pytest.raises(ConfigError) as info:
-        retention.parse_policies("h1", [good, {"repositories": "b", "keep_last": "x"}])
+        check_data("h1", {**data, retention.KEY: [good, {"repositories": "b", "keep_last": "x"}]})
     assert str(info.value) == (
         "h1: registry_retention: policy 2: keep_last must be an integer >= 0, got 'x'"
     )
     with pytest.raises(ConfigError, match=r"^h1: registry_retention: must be a list"):
-        retention.parse_policies("h1", {"repositories": "a"})
+        check_data("h1", {**data, retention.KEY: {"repositories": "a"}})
 
 
 def test_prune_reports_bad_inventory_policy_before_touching_any_registry(tmp_path):

@@ -11,8 +11,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from regops import paths, sandbox
-from regops.sandbox import HostSpec, SandboxError, SourceEntry
+from regops import paths
+from regops.sandbox import docker, hosts, images, mirror, model
+from regops.sandbox.mirror import SourceEntry
+from regops.sandbox.model import HostSpec, SandboxError
 
 DEB822 = """\
 Types: deb
@@ -58,16 +60,16 @@ def state_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_deb822_picks_first_non_security_uri() -> None:
-    entries = sandbox.parse_deb822_sources(DEB822)
+    entries = mirror.parse_deb822_sources(DEB822)
     assert entries[0] == SourceEntry(
         "http://mirror.example/debian", ("bookworm", "bookworm-updates")
     )
-    assert sandbox.pick_mirror(entries) == "http://mirror.example/debian"
+    assert mirror.pick_mirror(entries) == "http://mirror.example/debian"
 
 
 def test_deb822_skips_security_even_when_first() -> None:
-    entries = sandbox.parse_deb822_sources(SECURITY_FIRST)
-    assert sandbox.pick_mirror(entries) == "https://mirror.example/debian"
+    entries = mirror.parse_deb822_sources(SECURITY_FIRST)
+    assert mirror.pick_mirror(entries) == "https://mirror.example/debian"
 
 
 def test_deb822_skips_disabled_and_source_only() -> None:
@@ -76,21 +78,21 @@ def test_deb822_skips_disabled_and_source_only() -> None:
         "Types: deb-src\nURIs: http://src.example/debian\nSuites: bookworm\n\n"
         "Types: deb\nURIs: http://on.example/debian\nSuites: bookworm\n"
     )
-    assert sandbox.pick_mirror(sandbox.parse_deb822_sources(text)) == "http://on.example/debian"
+    assert mirror.pick_mirror(mirror.parse_deb822_sources(text)) == "http://on.example/debian"
 
 
 def test_third_party_repos_are_not_debian_mirrors() -> None:
     text = "Types: deb\nURIs: https://deb.thirdparty.example/node\nSuites: nodistro\n"
-    assert sandbox.pick_mirror(sandbox.parse_deb822_sources(text)) is None
+    assert mirror.pick_mirror(mirror.parse_deb822_sources(text)) is None
 
 
 def test_one_line_sources_with_options() -> None:
-    entries = sandbox.parse_one_line_sources(ONE_LINE)
+    entries = mirror.parse_one_line_sources(ONE_LINE)
     assert [e.uri for e in entries] == [
         "http://security.example/debian-security",
         "http://mirror.example/debian",
     ]
-    assert sandbox.pick_mirror(entries) == "http://mirror.example/debian"
+    assert mirror.pick_mirror(entries) == "http://mirror.example/debian"
 
 
 def test_detect_mirror_reads_files_in_apt_order(tmp_path: Path) -> None:
@@ -100,12 +102,12 @@ def test_detect_mirror_reads_files_in_apt_order(tmp_path: Path) -> None:
     (d / "b.sources").write_text(DEB822)
     (d / "a.list").write_text("deb http://first.example/debian bookworm main\n")
     (d / "c.sources.disabled").write_text(DEB822.replace("mirror.example", "nope.example"))
-    assert sandbox.detect_mirror(tmp_path) == "http://first.example/debian"
+    assert mirror.detect_mirror(tmp_path) == "http://first.example/debian"
 
 
 def test_detect_mirror_without_sources_says_use_option(tmp_path: Path) -> None:
     with pytest.raises(SandboxError, match="--mirror"):
-        sandbox.detect_mirror(tmp_path)
+        mirror.detect_mirror(tmp_path)
 
 
 # ------------------------------------------------------------------ versions, ldd
@@ -120,12 +122,12 @@ def test_detect_mirror_without_sources_says_use_option(tmp_path: Path) -> None:
     ],
 )
 def test_parse_registry_version(output: str, version: str) -> None:
-    assert sandbox.parse_registry_version(output) == version
+    assert images.parse_registry_version(output) == version
 
 
 def test_parse_registry_version_rejects_garbage() -> None:
     with pytest.raises(SandboxError):
-        sandbox.parse_registry_version("no version here")
+        images.parse_registry_version("no version here")
 
 
 def test_parse_ldd() -> None:
@@ -134,14 +136,14 @@ def test_parse_ldd() -> None:
         "\tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x00007ff271b29000)\n"
         "\t/lib64/ld-linux-x86-64.so.2 (0x00007ff271d1e000)\n"
     )
-    assert sandbox.parse_ldd(out) == [
+    assert images.parse_ldd(out) == [
         Path("/lib/x86_64-linux-gnu/libc.so.6"),
         Path("/lib64/ld-linux-x86-64.so.2"),
     ]
 
 
 def test_registry_dockerfile_runs_the_binary_directly() -> None:
-    df = sandbox.registry_dockerfile("2.8.2")
+    df = images.registry_dockerfile("2.8.2")
     assert 'ENTRYPOINT ["/usr/bin/registry"]' in df
     assert 'CMD ["serve", "/etc/docker/registry/config.yml"]' in df
     assert "USER 1000:1000" in df
@@ -161,64 +163,64 @@ def test_host_names() -> None:
 
 
 def test_plan_defaults_to_one_bookworm_host() -> None:
-    assert sandbox.plan_hosts("x", None, ()) == [HostSpec("x", 1, "bookworm")]
+    assert model.plan_hosts("x", None, ()) == [HostSpec("x", 1, "bookworm")]
 
 
 def test_plan_one_distro_applies_to_all() -> None:
-    assert [s.distro for s in sandbox.plan_hosts("x", 3, ["trixie"])] == ["trixie"] * 3
+    assert [s.distro for s in model.plan_hosts("x", 3, ["trixie"])] == ["trixie"] * 3
 
 
 def test_plan_several_distros_one_host_each() -> None:
-    specs = sandbox.plan_hosts("x", None, ["bookworm", "trixie"])
+    specs = model.plan_hosts("x", None, ["bookworm", "trixie"])
     assert [(s.name, s.distro) for s in specs] == [("sb1", "bookworm"), ("sb2", "trixie")]
-    assert [s.distro for s in sandbox.plan_hosts("x", 3, ["bookworm", "trixie"])] == [
+    assert [s.distro for s in model.plan_hosts("x", 3, ["bookworm", "trixie"])] == [
         "bookworm", "trixie", "bookworm",
     ]
 
 
 def test_plan_rejects_fewer_hosts_than_distros() -> None:
     with pytest.raises(SandboxError, match="fewer"):
-        sandbox.plan_hosts("x", 1, ["bookworm", "trixie"])
+        model.plan_hosts("x", 1, ["bookworm", "trixie"])
 
 
 def test_plan_keeps_existing_distros_without_distro_option() -> None:
-    specs = sandbox.plan_hosts("x", 3, (), existing={1: "trixie"})
+    specs = model.plan_hosts("x", 3, (), existing={1: "trixie"})
     assert [s.distro for s in specs] == ["trixie", "bookworm", "bookworm"]
 
 
 def test_plan_keeps_hosts_beyond_the_count() -> None:
-    specs = sandbox.plan_hosts("x", None, ["bookworm"], existing={1: "bookworm", 2: "trixie"})
+    specs = model.plan_hosts("x", None, ["bookworm"], existing={1: "bookworm", 2: "trixie"})
     assert [(s.name, s.distro) for s in specs] == [("sb1", "bookworm"), ("sb2", "trixie")]
 
 
 def test_plan_refuses_to_change_a_running_hosts_distro() -> None:
     with pytest.raises(SandboxError, match="sandbox down"):
-        sandbox.plan_hosts("x", 1, ["trixie"], existing={1: "bookworm"})
+        model.plan_hosts("x", 1, ["trixie"], existing={1: "bookworm"})
 
 
 @pytest.mark.parametrize("name", ["regops", "ci-1234", "a"])
 def test_valid_names(name: str) -> None:
-    assert sandbox.validate_name(name) == name
+    assert model.validate_name(name) == name
 
 
 @pytest.mark.parametrize("name", ["", "Upper", "has_underscore", "-x", "x-", "a.b", "x" * 41])
 def test_invalid_names(name: str) -> None:
     with pytest.raises(SandboxError):
-        sandbox.validate_name(name)
+        model.validate_name(name)
 
 
 def test_default_name_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("REGOPS_SANDBOX", raising=False)
-    assert sandbox.default_name() == "regops"
+    assert model.default_name() == "regops"
     monkeypatch.setenv("REGOPS_SANDBOX", "other")
-    assert sandbox.default_name() == "other"
+    assert model.default_name() == "other"
 
 
 # ------------------------------------------------------------------ argv builders
 
 
 def test_run_argv() -> None:
-    argv = sandbox.run_argv(HostSpec("demo", 1, "bookworm"), 40022, 45000)
+    argv = hosts.run_argv(HostSpec("demo", 1, "bookworm"), 40022, 45000)
     assert argv[:3] == ["docker", "run", "-d"]
     joined = " ".join(argv)
     assert "--name demo-sb1" in joined
@@ -238,19 +240,19 @@ def test_run_argv() -> None:
 
 
 def test_debootstrap_and_import_argv() -> None:
-    argv = sandbox.debootstrap_argv("trixie", Path("/tmp/r"), "http://m.example/debian")
+    argv = images.debootstrap_argv("trixie", Path("/tmp/r"), "http://m.example/debian")
     assert argv[0] == "debootstrap" and "--variant=minbase" in argv
     assert argv[-3:] == ["trixie", "/tmp/r", "http://m.example/debian"]
     include = next(a for a in argv if a.startswith("--include="))
     for pkg in ("systemd-sysv", "openssh-server", "python3"):
         assert pkg in include.split("=", 1)[1].split(",")
-    imp = sandbox.import_argv("trixie", "http://m.example/debian")
+    imp = images.import_argv("trixie", "http://m.example/debian")
     assert imp[:2] == ["docker", "import"] and imp[-2:] == ["-", "regops-sandbox-base:trixie"]
     assert 'CMD ["/sbin/init"]' in imp
 
 
 def test_ssh_argv_never_records_host_keys() -> None:
-    argv = sandbox.ssh_argv("/k", 2222, "systemctl", "is-system-running")
+    argv = hosts.ssh_argv("/k", 2222, "systemctl", "is-system-running")
     assert argv[:5] == ["ssh", "-i", "/k", "-p", "2222"]
     assert "UserKnownHostsFile=/dev/null" in argv
     assert argv[-3:] == ["root@127.0.0.1", "systemctl", "is-system-running"]
@@ -260,8 +262,8 @@ def test_ssh_argv_never_records_host_keys() -> None:
 
 
 def test_free_port_is_bindable_and_avoids_excluded() -> None:
-    first = sandbox.free_port()
-    second = sandbox.free_port(exclude={first})
+    first = docker.free_port()
+    second = docker.free_port(exclude={first})
     assert second != first
     for port in (first, second):
         assert 1024 < port < 65536
@@ -274,9 +276,9 @@ def test_published_port_and_ip_from_inspect() -> None:
         "HostConfig": {"PortBindings": {"22/tcp": [{"HostIp": "127.0.0.1", "HostPort": "4022"}]}},
         "NetworkSettings": {"IPAddress": "", "Networks": {"bridge": {"IPAddress": "172.17.0.9"}}},
     }
-    assert sandbox.published_port(info, 22) == 4022
-    assert sandbox.published_port(info, 5000) is None
-    assert sandbox.container_ip(info) == "172.17.0.9"
+    assert docker.published_port(info, 22) == 4022
+    assert docker.published_port(info, 5000) is None
+    assert docker.container_ip(info) == "172.17.0.9"
 
 
 # ------------------------------------------------------------------ state and status
@@ -307,7 +309,7 @@ HOST_KEYS = {
 
 def test_status_document_shape(state_root: Path) -> None:
     root = state_root.resolve()
-    doc = sandbox.status_document(_state(root), {"demo-sb1": None})
+    doc = hosts.status_document(_state(root), {"demo-sb1": None})
     assert set(doc) == {"name", "ssh_key", "registry_image", "registry_image_archive", "hosts"}
     (host,) = doc["hosts"]
     assert set(host) == HOST_KEYS
@@ -329,7 +331,7 @@ def test_status_prefers_live_inspect(state_root: Path) -> None:
                                         "5000/tcp": [{"HostPort": "41001"}]}},
         "NetworkSettings": {"IPAddress": "172.17.0.7"},
     }
-    (host,) = sandbox.status_document(_state(state_root.resolve()), {"demo-sb1": live})["hosts"]
+    (host,) = hosts.status_document(_state(state_root.resolve()), {"demo-sb1": live})["hosts"]
     assert (host["running"], host["ssh_port"], host["registry_published_port"], host["ip"]) == (
         True, 41000, 41001, "172.17.0.7",
     )
@@ -337,8 +339,8 @@ def test_status_prefers_live_inspect(state_root: Path) -> None:
 
 
 def test_inventory_hosts(state_root: Path) -> None:
-    doc = sandbox.status_document(_state(state_root.resolve()), {})
-    ((name, data),) = sandbox.inventory_hosts(doc)
+    doc = hosts.status_document(_state(state_root.resolve()), {})
+    ((name, data),) = hosts.inventory_hosts(doc)
     assert name == "sb1"
     assert data["ssh_hostname"] == "127.0.0.1" and data["ssh_port"] == 40022
     assert data["ssh_known_hosts_file"] == "/dev/null"
@@ -352,24 +354,24 @@ def test_inventory_hosts(state_root: Path) -> None:
 
 def test_state_round_trip_and_missing_error(state_root: Path) -> None:
     with pytest.raises(SandboxError, match="regops sandbox up"):
-        sandbox.load_state("demo")
-    sandbox.save_state(_state(state_root.resolve()))
-    assert sandbox.state_path("demo") == state_root.resolve() / "sandbox/demo/state.json"
-    assert sandbox.load_state("demo")["hosts"][0]["ssh_port"] == 40022
+        model.load_state("demo")
+    model.save_state(_state(state_root.resolve()))
+    assert model.state_path("demo") == state_root.resolve() / "sandbox/demo/state.json"
+    assert model.load_state("demo")["hosts"][0]["ssh_port"] == 40022
 
 
 def test_ssh_key_is_private_and_reused(state_root: Path) -> None:
-    key = sandbox.key_path("demo")
-    pub = sandbox.ensure_ssh_key(key)
+    key = model.key_path("demo")
+    pub = model.ensure_ssh_key(key)
     assert pub.startswith("ssh-ed25519 ")
     assert stat.S_IMODE(os.stat(key).st_mode) == 0o600
     assert key.read_text().startswith("-----BEGIN OPENSSH PRIVATE KEY-----")
-    assert sandbox.ensure_ssh_key(key) == pub
+    assert model.ensure_ssh_key(key) == pub
 
 
 def test_format_table_mentions_every_host(state_root: Path) -> None:
-    doc = sandbox.status_document(_state(state_root.resolve()), {})
-    table = sandbox.format_table(doc)
+    doc = hosts.status_document(_state(state_root.resolve()), {})
+    table = hosts.format_table(doc)
     assert "sb1" in table and "127.0.0.1:40022" in table and "stopped" in table
 
 
@@ -382,7 +384,7 @@ def test_customize_rootfs(tmp_path: Path) -> None:
     (tmp_path / "var/cache/apt/archives").mkdir(parents=True)
     (tmp_path / "var/cache/apt/archives/x.deb").write_text("")
     (tmp_path / "etc/systemd/system").mkdir(parents=True)
-    sandbox.customize_rootfs(tmp_path, "trixie", "http://m.example/debian")
+    images.customize_rootfs(tmp_path, "trixie", "http://m.example/debian")
     sources = (tmp_path / "etc/apt/sources.list").read_text()
     assert sources == "deb http://m.example/debian trixie main\n"
     assert not list((tmp_path / "etc/ssh").glob("ssh_host_*"))

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from regops import paths
-from regops import secrets as sec
+from regops.secrets import store as sec
 
 
 def _mode(path: Path) -> int:

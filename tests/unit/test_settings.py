@@ -13,7 +13,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from regops import paths
-from regops.settings import ConfigError, check_data, cron_problem, image_problem, load
+from regops.config.checks import cron_problem, image_problem
+from regops.config.settings import ConfigError, check_data, load
 
 
 def _error(data: dict, environ: dict | None = None) -> ConfigError:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from regops.config.settings import check_data
 from regops.inventory import load_inventory
-from regops.settings import check_data
 
 ROOT = Path(__file__).resolve().parents[2]
 

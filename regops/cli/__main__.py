@@ -1,0 +1,3 @@
+from regops.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Data keys (default, doc and check of each) and the checked settings of a host."""

@@ -1,0 +1,424 @@
+"""Every `registry_*` key ops may set: its default, its doc and its check, in one place.
+
+Inventory or group data overrides the defaults per host. Unknown `registry_*`
+keys are refused (`regops.config.settings`), so a typo never silently falls back
+to a default. The README's data table is generated from this list and a test
+keeps the two equal. Checks that involve several keys are rules in
+`regops.config.settings`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from regops.config.checks import (
+    DOCKER_MIN_MEMORY,
+    Check,
+    boolean,
+    cron_problem,
+    host_dir,
+    host_name,
+    host_names,
+    https_url,
+    image_problem,
+    integer,
+    ip_address,
+    local_file,
+    mapping,
+    memory,
+    one_of,
+    optional,
+    port,
+    text,
+)
+
+ACCOUNT = r"^[a-z_][a-z0-9_.-]{0,63}$"  # user names, registry and system accounts alike
+
+
+@dataclass(frozen=True)
+class Key:
+    name: str
+    default: Any
+    concern: str
+    doc: str
+    check: Check
+
+
+# Go crypto/tls names. ECDHE with AES-GCM or ChaCha20 only (Mozilla
+# "intermediate"); TLS 1.3 suites are not configurable in Go and always safe.
+INTERMEDIATE_CIPHER_SUITES = [
+    "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+    "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+    "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+    "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+    "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
+    "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
+]
+
+
+def go_cipher_suites(value: Any) -> str | None:
+    if (
+        not isinstance(value, (list, tuple))
+        or not value
+        or not all(isinstance(s, str) and s.startswith("TLS_") for s in value)
+    ):
+        return "must be a non-empty list of Go TLS suite names"
+    return None
+
+
+def major_version(value: Any) -> str | None:
+    if value in (2, 3) and not isinstance(value, bool):
+        return None
+    return f"must be 2 or 3, got {value!r}"
+
+
+def user_list(value: Any) -> str | None:
+    """User names, or `{name: ...}` maps; each valid and listed once."""
+    if not isinstance(value, (list, tuple)) or not value:
+        return "must be a non-empty list of user names"
+    seen: list[str] = []
+    for entry in value:
+        name = entry.get("name") if isinstance(entry, Mapping) else entry
+        if not isinstance(name, str) or not re.match(ACCOUNT, name):
+            return f"{name!r} is not a valid user name (lower-case letters, digits, ._-)"
+        if name in seen:
+            return f"user {name!r} is listed twice"
+        seen.append(name)
+    return None
+
+
+def retention_policies(value: Any) -> str | None:
+    from regops.registry.retention import PolicyError, parse_policies
+
+    try:
+        parse_policies(value)
+    except PolicyError as error:
+        return str(error)
+    return None
+
+
+KEYS: list[Key] = [
+    # --- docker: the engine on each host
+    Key(
+        "registry_docker_source",
+        "debian",
+        "docker",
+        "`debian` installs Debian's docker.io; `docker-ce` adds Docker's own apt repository (key "
+        "in /etc/apt/keyrings, deb822 source) and installs Docker CE.",
+        one_of("debian", "docker-ce"),
+    ),
+    Key(
+        "registry_docker_ce_repo_url",
+        None,
+        "docker",
+        "Docker CE apt repository (with `registry_docker_source: docker-ce`); default: Docker's "
+        "repository for the host's distribution (debian or ubuntu).",
+        optional(https_url),
+    ),
+    Key(
+        "registry_docker_log_max_size",
+        "10m",
+        "docker",
+        "json-file log rotation: size of one container log file.",
+        memory(minimum=1024),
+    ),
+    Key(
+        "registry_docker_log_max_file",
+        3,
+        "docker",
+        "json-file log rotation: number of files kept per container.",
+        integer(1, 100),
+    ),
+    Key(
+        "registry_docker_daemon_options",
+        {},
+        "docker",
+        "Extra keys merged over the hardened /etc/docker/daemon.json (live-restore, icc off, "
+        "userland-proxy off, no-new-privileges, log rotation).",
+        mapping,
+    ),
+    # --- registry: identity, image, container and config
+    Key(
+        "registry_name",
+        None,
+        "registry",
+        "DNS name clients use (`name:port/...`); default: the inventory host name.",
+        optional(host_name),
+    ),
+    # --- tls: certificates
+    Key(
+        "registry_extra_names",
+        [],
+        "tls",
+        "More DNS names or IP addresses clients use; all go into the certificate SANs.",
+        host_names,
+    ),
+    # --- registry: identity, image, container and config
+    Key(
+        "registry_api_url",
+        None,
+        "registry",
+        "URL the operator's machine uses for day-2 commands and checks; default: "
+        "https://<registry_name>:<registry_port>.",
+        optional(https_url),
+    ),
+    Key(
+        "registry_port",
+        5000,
+        "registry",
+        "TCP port the registry is published on.",
+        port,
+    ),
+    Key(
+        "registry_bind_address",
+        "0.0.0.0",
+        "registry",
+        "Host address the port is published on; set a specific interface to narrow it.",
+        ip_address,
+    ),
+    Key(
+        "registry_image",
+        "registry:2.8.3",
+        "registry",
+        "Pinned image, `repo:tag` or `repo@sha256:...`; `latest` and untagged are refused.",
+        image_problem,
+    ),
+    Key(
+        "registry_image_archive",
+        None,
+        "registry",
+        "Path on the operator's machine to a `docker save` archive of the image, for air-gapped "
+        "hosts: uploaded and loaded only when the image is missing.",
+        optional(local_file),
+    ),
+    Key(
+        "registry_major_version",
+        None,
+        "registry",
+        "2 or 3; default: read from the image tag. Picks the config path "
+        "(/etc/docker/registry/config.yml or /etc/distribution/config.yml).",
+        optional(major_version),
+    ),
+    Key(
+        "registry_container_name",
+        "registry",
+        "registry",
+        "Name of the registry container.",
+        text(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$", "a valid container name"),
+    ),
+    # --- account: the unprivileged user the registry runs as
+    Key(
+        "registry_user",
+        "regops-registry",
+        "account",
+        "System account created on the host for the container's uid/gid (no login, no home).",
+        text(ACCOUNT, "a valid account name"),
+    ),
+    Key(
+        "registry_uid",
+        5000,
+        "account",
+        "Non-root uid the container runs as; owns the data. A dedicated id, so the host's first "
+        "login user (often uid 1000) cannot read the TLS key.",
+        integer(1, 2**31 - 1),
+    ),
+    Key(
+        "registry_gid",
+        5000,
+        "account",
+        "Gid the container runs as; may read config and key.",
+        integer(1, 2**31 - 1),
+    ),
+    # --- registry: identity, image, container and config
+    Key(
+        "registry_memory_limit",
+        "512m",
+        "registry",
+        "Container memory limit (docker syntax).",
+        memory(minimum=DOCKER_MIN_MEMORY),
+    ),
+    Key(
+        "registry_pids_limit",
+        256,
+        "registry",
+        "Container pids limit.",
+        integer(16, 1_000_000),
+    ),
+    Key(
+        "registry_config_dir",
+        "/etc/docker/registry",
+        "registry",
+        "Host directory with config, htpasswd and certificates, mounted read-only.",
+        host_dir,
+    ),
+    Key(
+        "registry_data_dir",
+        "/var/lib/registry",
+        "registry",
+        "Host directory with the image data (filesystem storage).",
+        host_dir,
+    ),
+    Key(
+        "registry_log_level",
+        "info",
+        "registry",
+        "error, warn, info or debug.",
+        one_of("error", "warn", "info", "debug"),
+    ),
+    Key(
+        "registry_debug_enabled",
+        False,
+        "registry",
+        "Debug and Prometheus metrics listener, bound to localhost inside the container only.",
+        boolean,
+    ),
+    Key(
+        "registry_debug_port",
+        5001,
+        "registry",
+        "Port of the debug listener when enabled.",
+        port,
+    ),
+    Key(
+        "registry_delete_enabled",
+        True,
+        "registry",
+        "Allow manifest deletes (needed by `regops delete`, prune and GC).",
+        boolean,
+    ),
+    # --- tls: certificates
+    Key(
+        "registry_tls_cert_file",
+        None,
+        "tls",
+        "Operator-side path to a provided certificate (PEM, chain allowed). Unset: a private CA "
+        "and server certificate are generated and reused.",
+        optional(local_file),
+    ),
+    Key(
+        "registry_tls_key_file",
+        None,
+        "tls",
+        "Operator-side path to the key of the provided certificate.",
+        optional(local_file),
+    ),
+    Key(
+        "registry_tls_ca_file",
+        None,
+        "tls",
+        "Operator-side CA certificate clients should trust for a provided certificate.",
+        optional(local_file),
+    ),
+    Key(
+        "registry_tls_days",
+        365,
+        "tls",
+        "Lifetime of generated server certificates (<= 366).",
+        integer(1, 366),
+    ),
+    Key(
+        "registry_tls_renew_days",
+        30,
+        "tls",
+        "A generated certificate with fewer days left is renewed on the next deploy.",
+        integer(1, 365),
+    ),
+    Key(
+        "registry_tls_cipher_suites",
+        INTERMEDIATE_CIPHER_SUITES,
+        "tls",
+        "TLS 1.2 cipher suites offered (Go names).",
+        go_cipher_suites,
+    ),
+    # --- auth: users and passwords
+    Key(
+        "registry_users",
+        ["admin"],
+        "auth",
+        "User names (or `{name: ...}` maps). Passwords: env `REGOPS_PASSWORD_<NAME>`, else "
+        "`<secrets>/<registry_name>/users/<name>.password`, else generated there.",
+        user_list,
+    ),
+    Key(
+        "registry_htpasswd_bcrypt_cost",
+        10,
+        "auth",
+        "bcrypt cost of the htpasswd file (10..14). The registry runs bcrypt on every request.",
+        integer(10, 16),
+    ),
+    Key(
+        "registry_auth_realm",
+        "regops",
+        "auth",
+        "Basic auth realm.",
+        text(),
+    ),
+    Key(
+        "registry_password_min_length",
+        12,
+        "auth",
+        "Shortest password accepted.",
+        integer(8, 1024),
+    ),
+    # --- gc: garbage collection
+    Key(
+        "registry_gc_enabled",
+        True,
+        "gc",
+        "Install the garbage-collection cron job.",
+        boolean,
+    ),
+    Key(
+        "registry_gc_schedule",
+        "17 3 * * 0",
+        "gc",
+        "Cron schedule of the GC job (5 fields).",
+        cron_problem,
+    ),
+    Key(
+        "registry_gc_delete_untagged",
+        False,
+        "gc",
+        "Also delete untagged manifests. Off: on 2.8 it deletes the children of multi-arch images.",
+        boolean,
+    ),
+    Key(
+        "registry_gc_health_timeout",
+        60,
+        "gc",
+        "Seconds the GC job waits for the registry to be healthy after each restart.",
+        integer(5, 3600),
+    ),
+    # --- retention: what `regops prune` deletes
+    Key(
+        "registry_retention",
+        [],
+        "retention",
+        "Retention policies of `regops prune`: a list of maps with `repositories` (glob: `*` one "
+        "level, `**` any; or `re:REGEX`), `keep_last` and/or `older_than` (`30d`, `12h`, `2w`), "
+        '`include` (default `["*"]`) and `exclude` tag patterns, `protect` (default `["latest", '
+        '"semver"]`; `semver` = `v?MAJOR.MINOR.PATCH`).',
+        retention_policies,
+    ),
+    # --- secrets: operator-side state
+    Key(
+        "registry_secrets_dir",
+        ".regops/secrets",
+        "secrets",
+        "Operator-side directory (gitignored, mode 0700/0600) for generated passwords, "
+        "`http.secret` and the private CA, one subdirectory per registry name.",
+        text(),
+    ),
+]
+
+DEFAULTS: dict[str, Any] = {k.name: k.default for k in KEYS}
+KEY_NAMES: frozenset[str] = frozenset(DEFAULTS)
+BY_NAME: dict[str, Key] = {k.name: k for k in KEYS}
+
+
+def for_concern(concern: str) -> list[Key]:
+    """The keys of one concern (one `tasks/` module), in the order above."""
+    return [k for k in KEYS if k.concern == concern]

@@ -1,0 +1,247 @@
+"""Turn one host's inventory data into checked settings, before anything runs.
+
+Every problem becomes a `ConfigError` whose message is one line naming the
+host, the key and what is wrong. Each key's own check sits with the key
+(`regops.config.keys`); `RULES` below are the checks that involve several keys.
+The deploy resolves the settings of each host while pyinfra plans, so bad data
+stops the run before any host is changed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from regops import paths
+from regops.config.checks import image_tag
+from regops.config.keys import ACCOUNT, BY_NAME, DEFAULTS, KEY_NAMES, KEYS, user_list
+from regops.errors import UsageError
+
+CONFIG_DIR_IN_CONTAINER = {2: "/etc/docker/registry", 3: "/etc/distribution"}
+DATA_DIR_IN_CONTAINER = "/var/lib/registry"
+CONTAINER_PORT = 5000
+
+
+class ConfigError(UsageError):
+    """Bad inventory data: one line, `host: key: problem`."""
+
+    def __init__(self, host: str, key: str, problem: str) -> None:
+        super().__init__(f"{host}: {key}: {problem}")
+        self.host, self.key, self.problem = host, key, problem
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    password: str = field(repr=False)
+    source: str  # env, file or generated
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What one host should look like; derived values included."""
+
+    host: str
+    data: dict[str, Any]
+    registry_name: str
+    major_version: int
+    tls_names: list[str]
+    secrets_root: Path
+    users: list[User] = field(repr=False)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.data[key]
+
+    @property
+    def port(self) -> int:
+        return int(self.data["registry_port"])
+
+    @property
+    def registry_address(self) -> str:
+        """`name:port`, the prefix of every image reference and the certs.d directory."""
+        return f"{self.registry_name}:{self.port}"
+
+    @property
+    def api_url(self) -> str:
+        """Where the operator's machine reaches the registry API."""
+        return self.data["registry_api_url"] or f"https://{self.registry_address}"
+
+    @property
+    def container_config_dir(self) -> str:
+        return CONFIG_DIR_IN_CONTAINER[self.major_version]
+
+    @property
+    def provided_tls(self) -> bool:
+        return self.data["registry_tls_cert_file"] is not None
+
+    @property
+    def probe_address(self) -> str:
+        """Where the host itself reaches the published port."""
+        bind = self.data["registry_bind_address"]
+        return "127.0.0.1" if bind in ("0.0.0.0", "::") else bind
+
+
+def major_from_image(image: str) -> int | None:
+    tag = image_tag(image)
+    if tag:
+        head = re.match(r"^v?([0-9]+)", tag)
+        if head and int(head[1]) in CONFIG_DIR_IN_CONTAINER:
+            return int(head[1])
+    return None
+
+
+def user_names(host: str, raw: Any) -> list[str]:
+    """The names in `registry_users` (entries may be `{name: ...}` maps)."""
+    problem = user_list(raw)
+    if problem:
+        raise ConfigError(host, "registry_users", problem)
+    return [e.get("name") if isinstance(e, Mapping) else e for e in raw]
+
+
+def tls_names(data: Mapping[str, Any]) -> list[str]:
+    names = [data["registry_name"], *data["registry_extra_names"]]
+    return list(dict.fromkeys(names))
+
+
+# --------------------------------------------------------------------------- rules
+
+Rule = Callable[[dict[str, Any]], tuple[str, str] | None]  # None, or (key, problem)
+
+
+def _debug_port(d: dict[str, Any]) -> tuple[str, str] | None:
+    if d["registry_debug_enabled"] and d["registry_debug_port"] == CONTAINER_PORT:
+        return (
+            "registry_debug_port",
+            f"must differ from the registry's own port {CONTAINER_PORT} in the container",
+        )
+    return None
+
+
+def _renew_before_expiry(d: dict[str, Any]) -> tuple[str, str] | None:
+    if d["registry_tls_renew_days"] >= d["registry_tls_days"]:
+        return (
+            "registry_tls_renew_days",
+            f"must be below registry_tls_days ({d['registry_tls_days']}), "
+            f"got {d['registry_tls_renew_days']}",
+        )
+    return None
+
+
+def _major_version(d: dict[str, Any]) -> tuple[str, str] | None:
+    if d["registry_major_version"] is None:
+        major = major_from_image(d["registry_image"])
+        if major is None:
+            return "registry_major_version", f"cannot tell from {d['registry_image']!r}; set 2 or 3"
+        d["registry_major_version"] = major
+    return None
+
+
+def _tls_files(d: dict[str, Any]) -> tuple[str, str] | None:
+    from regops.secrets import pki
+
+    cert, key = d["registry_tls_cert_file"], d["registry_tls_key_file"]
+    if cert is None and key is None:
+        if d["registry_tls_ca_file"] is not None:
+            return "registry_tls_ca_file", "is only used with registry_tls_cert_file"
+        return None
+    if cert is None or key is None:
+        missing = "registry_tls_key_file" if key is None else "registry_tls_cert_file"
+        return missing, "must be set together with the other TLS file"
+    problems = pki.check_provided(Path(cert).read_bytes(), Path(key).read_bytes(), tls_names(d))
+    return ("registry_tls_cert_file", "; ".join(problems)) if problems else None
+
+
+RULES: list[Rule] = [_debug_port, _renew_before_expiry, _major_version, _tls_files]
+
+
+def check_data(host: str, data: Mapping[str, Any]) -> dict[str, Any]:
+    """Defaults merged with the host's data, every value checked; no side effects."""
+    unknown = sorted(k for k in data if k.startswith("registry_") and k not in KEY_NAMES)
+    if unknown:
+        raise ConfigError(host, unknown[0], "unknown key (typo?); see the README's data table")
+    merged = {**DEFAULTS, **{k: v for k, v in data.items() if k in KEY_NAMES}}
+    if merged["registry_name"] is None:
+        merged["registry_name"] = host
+    for key in KEYS:
+        problem = BY_NAME[key.name].check(merged[key.name])
+        if problem:
+            raise ConfigError(host, key.name, problem)
+    for rule in RULES:
+        found = rule(merged)
+        if found:
+            raise ConfigError(host, *found)
+    return merged
+
+
+def cli_users(root: Path, registry_name: str) -> list[str]:
+    """Users added by `regops users add` (marker files in `cli-users/`), sorted."""
+    directory = paths.cli_users_dir(root, registry_name)
+    if not directory.is_dir():
+        return []
+    return sorted(p.name for p in directory.iterdir() if not p.name.startswith(".") and p.is_file())
+
+
+def _resolve_users(
+    host: str, d: dict[str, Any], registry_name: str, root: Path, environ: Mapping[str, str]
+) -> list[User]:
+    """Users of `registry_users` (in their order), then those added with `regops users add`."""
+    from regops.secrets import store
+
+    names = user_names(host, d["registry_users"])
+    for name in cli_users(root, registry_name):
+        if name in names:
+            continue
+        if not re.match(ACCOUNT, name):
+            bad_file = paths.password_path(root, registry_name, name)
+            raise ConfigError(
+                host,
+                "registry_users",
+                f"{bad_file}: {name!r} is not a valid user "
+                "name (lower-case letters, digits, ._-); rename or delete the file",
+            )
+        names.append(name)
+    users = []
+    for name in names:
+        password, source = store.resolve_password(root, registry_name, name, environ)
+        problem = store.password_problem(password, d["registry_password_min_length"], user=name)
+        if problem:
+            where = (
+                f"env {store.env_var_for_user(name)}"
+                if source == "env"
+                else str(paths.password_path(root, registry_name, name))
+            )
+            raise ConfigError(host, "registry_users", f"password of {name!r} ({where}) {problem}")
+        users.append(User(name, password, source))
+    return users
+
+
+def load(host: str, data: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Settings:
+    """Check the data, then resolve passwords (generating missing ones operator-side)."""
+    merged = check_data(host, data)
+    root = Path(merged["registry_secrets_dir"]).absolute()
+    users = _resolve_users(
+        host, merged, merged["registry_name"], root, os.environ if environ is None else environ
+    )
+    return Settings(
+        host=host,
+        data=merged,
+        registry_name=merged["registry_name"],
+        major_version=merged["registry_major_version"],
+        tls_names=tls_names(merged),
+        secrets_root=root,
+        users=users,
+    )
+
+
+def load_or_exit(host: str, data: Mapping[str, Any]) -> Settings:
+    """`load` for deploy files: bad data ends the run with one line on stderr."""
+    try:
+        return load(host, data)
+    except ConfigError as error:
+        print(f"regops: error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None

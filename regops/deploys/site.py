@@ -1,0 +1,21 @@
+"""regops: a secure private Docker registry on every host of the inventory.
+
+    pyinfra inventories/prod.py deploy.py
+
+Each host's data is checked first (one line naming host, key and problem);
+nothing is changed on any host until every host's data is good.
+"""
+
+from pyinfra import host
+
+from regops.config.settings import load_or_exit
+from regops.tasks import account, auth, docker, gc, registry, tls
+
+settings = load_or_exit(host.name, host.data.dict())
+
+docker.apply(settings)
+account.apply(settings)
+cert_changes = tls.apply(settings)
+auth.apply(settings)
+registry.apply(settings, restart_triggers=cert_changes)
+gc.apply(settings)

@@ -1,0 +1,40 @@
+"""Make Docker client hosts trust a registry's CA and log in to it.
+
+    REGOPS_TRUST_INVENTORY=inventories/prod.py REGOPS_TRUST_REGISTRY=registry.example.com \
+    REGOPS_TRUST_USER=ci pyinfra -y inventories/clients.py regops/deploys/trust.py --limit clients
+
+`regops trust` sets those variables and checks Docker on each client first.
+The password is uploaded as a secret (never printed) into a root-only
+directory, fed to `docker login --password-stdin` and removed at once.
+"""
+
+import sys
+from io import StringIO
+
+from pyinfra.operations import files, server
+
+from regops.deploy.ops import Secret, secret_file
+from regops.errors import UsageError
+from regops.hostops.trust import trust_login_command, trust_target_from_env
+from regops.hostpaths import TRUST_DIR, certs_d
+
+try:
+    target = trust_target_from_env()
+except UsageError as _error:
+    print(f"regops: error: {_error}", file=sys.stderr)
+    raise SystemExit(2) from None
+
+if target.ca_pem is not None:
+    trust_dir = certs_d(target.address)
+    files.directory(name=f"Create Docker's trust directory for {target.address}",
+                    path=trust_dir, user="root", group="root", mode="0755")
+    files.put(name=f"Trust the CA of {target.address}", src=StringIO(target.ca_pem.decode()),
+              dest=f"{trust_dir}/ca.crt", user="root", group="root", mode="0444")  # CIS 3.x
+
+files.directory(name=f"Create {TRUST_DIR} (root only) for the login password",
+                path=TRUST_DIR, user="root", group="root", mode="0700")
+password_file = f"{TRUST_DIR}/{target.address.replace(':', '_')}.password"
+secret_file(name=f"Upload the password of {target.user} for a moment",
+            src=Secret(target.password + "\n"), path=password_file, mode="0600")
+server.shell(name=f"Log in to {target.address} as {target.user} (docker login --password-stdin)",
+             commands=[trust_login_command(target.address, target.user, password_file)])

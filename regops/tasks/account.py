@@ -1,0 +1,30 @@
+"""The unprivileged system account the registry container runs as.
+
+Its keys: the `account` concern of `regops.config.keys` (README: Data keys).
+"""
+
+from pyinfra.api import deploy
+from pyinfra.operations import server
+
+from regops.config.settings import Settings
+
+
+@deploy("Registry account")
+def apply(s: Settings) -> None:
+    user = s["registry_user"]
+    server.group(
+        name=f"Create the system group {user} (gid {s['registry_gid']})",
+        group=user,
+        gid=s["registry_gid"],
+        system=True,
+    )
+    server.user(
+        name=f"Create the system user {user} (uid {s['registry_uid']}, no login)",
+        user=user,
+        uid=s["registry_uid"],
+        group=user,
+        system=True,
+        shell="/usr/sbin/nologin",
+        home="/nonexistent",
+        create_home=False,
+    )
