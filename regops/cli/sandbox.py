@@ -8,8 +8,17 @@ from pathlib import Path
 
 import click
 
+from regops.sandbox.docker import require_docker
 from regops.sandbox.hosts import down, format_table, status, up
-from regops.sandbox.model import DISTROS, Log, SandboxError, default_name
+from regops.sandbox.images import ensure_base_images, ensure_registry_image
+from regops.sandbox.model import (
+    DEFAULT_DISTRO,
+    DISTROS,
+    Log,
+    SandboxError,
+    base_image,
+    default_name,
+)
 
 
 def _logger() -> Log:
@@ -51,6 +60,24 @@ def up_cmd(hosts: int | None, distros: tuple[str, ...], name: str, mirror: str |
     doc = up(name, hosts, distros, mirror=mirror, rebuild=rebuild, timeout=timeout, log=log)
     log("ready")
     click.echo(json.dumps(doc, indent=2) if as_json else format_table(doc))
+
+
+@sandbox.command("build")
+@click.option("--distro", "distros", multiple=True, type=click.Choice(DISTROS),
+              help="Debian release of a base image to build; repeatable [default: bookworm].")
+@click.option("--mirror", envvar="REGOPS_MIRROR", default=None,
+              help="Debian mirror URL [default: the first one in this machine's apt sources].")
+@click.option("--rebuild", is_flag=True, help="Rebuild even when the cached images are current.")
+def build_cmd(distros: tuple[str, ...], mirror: str | None, rebuild: bool) -> None:
+    """Build the cached images without starting hosts: the Debian base images (which the
+    Vagrantfile's docker provider boots too) and the registry image archive."""
+    log = _logger()
+    require_docker()
+    ensure_base_images(distros or (DEFAULT_DISTRO,), mirror, rebuild, log)
+    image, archive = ensure_registry_image(rebuild, log)
+    for distro in distros or (DEFAULT_DISTRO,):
+        click.echo(f"{base_image(distro)}")
+    click.echo(f"{image} ({archive})")
 
 
 @sandbox.command("status")

@@ -6,7 +6,11 @@ import json
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests.sandbox.conftest import Deploy, secret_values
+
+pytestmark = pytest.mark.sandbox
 
 
 def _inspect(th, name: str = "registry") -> dict:

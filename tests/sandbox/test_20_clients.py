@@ -19,6 +19,8 @@ from tests.sandbox.conftest import (
     push,
 )
 
+pytestmark = pytest.mark.sandbox
+
 REPO = "team/project/service"
 
 

@@ -7,6 +7,8 @@ import json
 import os
 import shlex
 
+import pytest
+
 from regops.registry import oci
 from tests.sandbox.conftest import (
     assert_blobs_hash_to_their_digests,
@@ -15,6 +17,8 @@ from tests.sandbox.conftest import (
     push,
     registry_du,
 )
+
+pytestmark = pytest.mark.sandbox
 
 BIG = 8 * 1024 * 1024
 

@@ -13,6 +13,8 @@ import pytest
 
 from tests.sandbox.conftest import client, demo_password, deploy, secret_values, ssh_host
 
+pytestmark = pytest.mark.sandbox
+
 REPO = "team/project/service"
 
 

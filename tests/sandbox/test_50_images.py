@@ -31,6 +31,8 @@ from tests.sandbox.conftest import (
     ssh_host,
 )
 
+pytestmark = pytest.mark.sandbox
+
 KiB = 1024
 
 

@@ -31,6 +31,8 @@ from tests.sandbox.conftest import (
     ssh_host,
 )
 
+pytestmark = pytest.mark.sandbox
+
 INVENTORY = "inventories/sandbox.py"
 USER = "t60-ci"
 MiB = 1024 * 1024

@@ -31,6 +31,8 @@ from regops.deploy import render
 from regops.inventory import load_inventory
 from tests.sandbox.conftest import ROOT, SANDBOX, client, deploy, regops, ssh_host
 
+pytestmark = pytest.mark.sandbox
+
 LIMITATION = {"tls.mozilla-intermediate"}
 BROKEN = {"files.registry-key", "gc.job-installed", "container.non-root",
           "registry.debug-port-closed", "tls.cert-days-left"}

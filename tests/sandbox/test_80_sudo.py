@@ -15,6 +15,8 @@ import pytest
 
 from tests.sandbox.conftest import ROOT, SANDBOX, regops, ssh_host
 
+pytestmark = pytest.mark.sandbox
+
 NAME = f"{SANDBOX}-sudo"
 
 
