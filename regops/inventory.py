@@ -73,7 +73,7 @@ def _entries(value: Any) -> list[tuple[str, dict[str, Any]]] | None:
         value = value[0]  # (hosts, group data) form
     if not isinstance(value, list):
         return None
-    hosts = []
+    hosts: list[tuple[str, dict[str, Any]]] = []
     for entry in value:
         if isinstance(entry, str):
             hosts.append((entry, {}))

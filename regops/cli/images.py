@@ -131,7 +131,8 @@ def tags(
     scanner = Scanner(target.client)
     with progress_bars(not as_json)("reading manifests", len(names)) as tick:
         images = parallel(lambda t: scanner.image(repository, t), names, workers, tick)
-    entries, errors = [], []
+    entries: list[dict[str, Any]] = []
+    errors: list[str] = []
     for tag, image in zip(names, images, strict=True):
         if isinstance(image, Exception):
             errors.append(f"{repository}:{tag}: {image}")

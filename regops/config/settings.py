@@ -100,7 +100,7 @@ def user_names(host: str, raw: Any) -> list[str]:
     problem = user_list(raw)
     if problem:
         raise ConfigError(host, "registry_users", problem)
-    return [e.get("name") if isinstance(e, Mapping) else e for e in raw]
+    return [str(e.get("name")) if isinstance(e, Mapping) else str(e) for e in raw]
 
 
 def tls_names(data: Mapping[str, Any]) -> list[str]:

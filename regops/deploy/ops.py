@@ -10,7 +10,9 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from io import BytesIO
+from typing import Any
 
 from pyinfra import host
 from pyinfra.api import FactBase, FileUploadCommand, StringCommand, operation
@@ -34,7 +36,8 @@ class Secret:
 class ContainerSpecLabel(FactBase):
     """The `regops.spec` label of a container: None if it does not exist."""
 
-    requires_command = "docker"
+    def requires_command(self, *args: Any, **kwargs: Any) -> str:
+        return "docker"
 
     def command(self, container: str, label: str) -> str:
         template = '{{ index .Config.Labels "' + label + '" }}'
@@ -50,8 +53,10 @@ class ContainerSpecLabel(FactBase):
 class DockerImagePresent(FactBase):
     """Whether the host's Docker has an image; False when Docker is not installed yet."""
 
-    requires_command = "docker"
     default = bool
+
+    def requires_command(self, *args: Any, **kwargs: Any) -> str:
+        return "docker"
 
     def command(self, image: str) -> str:
         return f"docker image inspect {image} >/dev/null 2>&1 && echo yes || echo no"
@@ -76,24 +81,36 @@ class NumericStat(FactBase):
         return dict(zip(("uid", "gid", "mode", "sha1"), fields, strict=True))
 
 
+def _escalates() -> bool:
+    arguments: dict[str, Any] = dict(host.current_op_global_arguments or {})
+    return any(arguments.get(k) for k in ("_sudo", "_su_user", "_doas", "_dzdo"))
+
+
+def upload(content: bytes, path: str) -> Iterator[StringCommand | FileUploadCommand]:
+    """Commands that upload `content` to `path` without it passing through a file others
+    may read: with sudo, pyinfra uploads as the SSH user to a temporary file and copies
+    it as root, so that file goes into a directory only the SSH user can read."""
+    temp = host.get_temp_filename(path)
+    if _escalates():
+        private = f"/tmp/regops-upload-{host.data.get('ssh_user') or 'ssh'}"
+        yield StringCommand(
+            f"mkdir -p -m 0700 {private} && test -O {private} && chmod 0700 {private}",
+            _sudo=False,
+            _su_user=None,  # type: ignore[arg-type]  # None: no su, whatever the op says
+            _doas=False,
+            _dzdo=False,
+        )
+        temp = f"{private}/{temp.rsplit('/', 1)[-1]}"
+    yield FileUploadCommand(BytesIO(content), path, remote_temp_filename=temp)
+
+
 @operation()
 def secret_file(src: Secret, path: str, uid: int = 0, gid: int = 0, mode: str = "0600"):
     """Upload a file whose content must not be printed; idempotent by sha1 and numeric owner."""
     content = src.reveal()
     remote = host.get_fact(NumericStat, path=path)
     if not remote or remote["sha1"] != hashlib.sha1(content).hexdigest():
-        temp = host.get_temp_filename(path)
-        arguments = host.current_op_global_arguments or {}
-        if any(arguments.get(k) for k in ("_sudo", "_su_user", "_doas", "_dzdo")):
-            # With sudo, pyinfra uploads as the SSH user to a temporary file and
-            # copies it as root: keep that file in a directory only we can read.
-            private = f"/tmp/regops-upload-{host.data.get('ssh_user') or 'ssh'}"
-            yield StringCommand(
-                f"mkdir -p -m 0700 {private} && test -O {private} && chmod 0700 {private}",
-                _sudo=False, _su_user=None, _doas=False, _dzdo=False,
-            )
-            temp = f"{private}/{temp.rsplit('/', 1)[-1]}"
-        yield FileUploadCommand(BytesIO(content), path, remote_temp_filename=temp)
+        yield from upload(content, path)
         yield StringCommand("chown", f"{uid}:{gid}", path)
         yield StringCommand("chmod", mode, path)
         return

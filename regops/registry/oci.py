@@ -13,6 +13,7 @@ import json
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 INDEX = "application/vnd.oci.image.index.v1+json"
@@ -58,7 +59,7 @@ def _init(layout: Path) -> None:
 def _write_index(layout: Path, tag: str, top: Descriptor) -> None:
     entry = {**top.as_dict(), "annotations": {"org.opencontainers.image.ref.name": tag}}
     index_path = layout / "index.json"
-    index = (
+    index: dict[str, Any] = (
         json.loads(index_path.read_text())
         if index_path.exists()
         else {"schemaVersion": 2, "manifests": []}

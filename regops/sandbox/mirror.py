@@ -28,7 +28,7 @@ class SourceEntry:
 
 def parse_deb822_sources(text: str) -> list[SourceEntry]:
     """Entries of a deb822 `.sources` file (binary `deb` types, enabled only)."""
-    entries = []
+    entries: list[SourceEntry] = []
     for para in re.split(r"\n\s*\n", text):
         fields: dict[str, str] = {}
         key = None

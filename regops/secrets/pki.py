@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.types import (
     CertificateIssuerPrivateKeyTypes,
     CertificatePublicKeyTypes,
     PrivateKeyTypes,
+    PublicKeyTypes,
 )
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
@@ -87,7 +88,7 @@ def _sign_hash(key: PrivateKey) -> hashes.SHA256 | None:
     return hashes.SHA256()
 
 
-def _spki(key: CertificatePublicKeyTypes) -> bytes:
+def _spki(key: CertificatePublicKeyTypes | PublicKeyTypes) -> bytes:
     return key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
@@ -246,9 +247,10 @@ def ensure_ca(
     if not key_path.exists():
         raise PkiError(f"{cert_path} exists but {key_path} is missing; cannot sign certificates")
     cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
-    key = _read_key(key_path)
-    if not isinstance(key, _ISSUER_KEY_TYPES):
+    loaded = _read_key(key_path)
+    if not isinstance(loaded, _ISSUER_KEY_TYPES):
         raise PkiError(f"{key_path} holds a key type that cannot sign certificates")
+    key = loaded
     if _spki(key.public_key()) != _spki(cert.public_key()):
         raise PkiError(f"{key_path} does not match {cert_path}")
     if not _is_ca(cert):

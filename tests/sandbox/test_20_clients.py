@@ -3,13 +3,18 @@ machine, the docker CLI on the host itself, and plain HTTPS."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
+import socket
+import ssl
+import threading
 
 import pytest
 
 from regops.registry import oci
 from regops.registry.client import RegistryError
+from regops.secrets import pki
 from tests.sandbox.conftest import (
     assert_blobs_hash_to_their_digests,
     client,
@@ -71,23 +76,51 @@ def test_client_without_the_ca_fails_tls(host_info, tmp_path):
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
-def test_tls_below_1_2_is_refused(host_info):
-    import socket
-    import ssl
-
+def _legacy_client(ca: str) -> ssl.SSLContext:
+    """A client that offers only TLS 1.0 and 1.1, with every cipher allowed."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.load_verify_locations(host_info["ca_path"])
+    context.load_verify_locations(ca)
     context.minimum_version = ssl.TLSVersion.TLSv1
     context.maximum_version = ssl.TLSVersion.TLSv1_1
     context.set_ciphers("ALL:@SECLEVEL=0")
-    with (
-        pytest.raises(ssl.SSLError),
-        socket.create_connection(
-            ("127.0.0.1", host_info["registry_published_port"]), timeout=10
-        ) as sock,
-        context.wrap_socket(sock, server_hostname="127.0.0.1"),
-    ):
-        pass
+    return context
+
+
+def _handshake(context: ssl.SSLContext, port: int, name: str) -> str | None:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock, \
+            context.wrap_socket(sock, server_hostname=name) as tls:
+        return tls.version()
+
+
+def test_tls_below_1_2_is_refused(host_info, tmp_path):
+    # Control: this machine's OpenSSL can speak TLS 1.0/1.1 when a server allows it,
+    # so the registry's refusal below is the registry's doing, not the client's.
+    material = pki.ensure_server_cert(tmp_path / "pki", ["127.0.0.1"])
+    (tmp_path / "cert.pem").write_bytes(material.cert_pem)
+    (tmp_path / "key.pem").write_bytes(material.key_pem)
+    (tmp_path / "ca.pem").write_bytes(material.ca_pem)
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.minimum_version = ssl.TLSVersion.TLSv1
+    server.maximum_version = ssl.TLSVersion.TLSv1_1
+    server.set_ciphers("ALL:@SECLEVEL=0")
+    server.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+
+        def serve_one() -> None:
+            conn, _ = listener.accept()
+            with contextlib.suppress(OSError), server.wrap_socket(conn, server_side=True):
+                pass
+
+        thread = threading.Thread(target=serve_one, daemon=True)
+        thread.start()
+        assert _handshake(_legacy_client(str(tmp_path / "ca.pem")), port, "127.0.0.1") in (
+            "TLSv1", "TLSv1.1")
+        thread.join(10)
+
+    with pytest.raises(ssl.SSLError):
+        _handshake(_legacy_client(host_info["ca_path"]), host_info["registry_published_port"],
+                   "127.0.0.1")
 
 
 def test_manifest_delete_by_digest(host_info, tmp_path):

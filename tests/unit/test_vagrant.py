@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from regops.config.keys import KEY_NAMES
 from regops.config.settings import check_data
 from regops.inventory import load_inventory
 
@@ -38,5 +39,11 @@ def test_vagrant_inventory_targets_the_vm_address():
 
 
 def test_example_production_inventory_is_valid_data():
-    for host in load_inventory(str(ROOT / "inventories" / "prod.py")):
-        check_data(host.name, host.data)
+    """The README's production example is data the deploy accepts, and says what it shows."""
+    [host] = load_inventory(str(ROOT / "inventories" / "prod.py"))
+    data = check_data(host.name, host.data)  # raises ConfigError on bad data
+    assert data["registry_name"] == host.name == "registry.example.com"
+    assert data["registry_users"] == ["admin", "ci", "deploy-bot"]
+    assert data["registry_extra_names"] == ["10.0.0.5"]
+    assert host.data["ssh_user"] == "deploy" and host.data["_sudo"] is True
+    assert {k for k in host.data if k.startswith("registry_")} <= KEY_NAMES
