@@ -30,6 +30,7 @@ from regops.registry.prune import (
     listed_tags,
     plan_prune,
     total_freed,
+    unmatched,
 )
 from regops.registry.retention import Policy, PolicyError
 from regops.util import format_time, human_bytes, natural_key, parallel, parse_time, plural, table
@@ -434,7 +435,10 @@ def prune(
             raise UsageError(f"--now: {now_text!r} is not an RFC 3339 time")
         now = parsed
     target = connect(host, user)
-    plans = plan_prune(target.client, policies, now, workers, progress_bars(not as_json))
+    catalog = sorted(target.client.catalog())
+    plans = plan_prune(
+        target.client, policies, now, workers, progress_bars(not as_json), catalog=catalog
+    )
     if yes:
         apply_prune(target.client, plans, workers, progress_bars(not as_json))
     freed, untagged = total_freed(plans)
@@ -461,6 +465,11 @@ def prune(
         click.echo(_render_prune(doc))
     problems = [f"{p.repository}: {p.error}" for p in plans if p.error]
     problems += [f"{p.repository}@{d}: {e}" for p in plans for d, e in p.failed.items()]
+    among = plural(len(catalog), "repository", "repositories")
+    problems += [
+        f"{what} matches none of the {among} of {target.name}"
+        for what in unmatched(policies, catalog)
+    ]
     if problems:
         raise RegopsError(f"{len(problems)} problem(s): {problems[0]}")
 
@@ -494,6 +503,8 @@ def du(
     target = connect(pick_host(inventory, host_name), user)
     client = target.client
     repositories = sorted(r for r in client.catalog() if in_namespace(r, namespace))
+    if namespace and not repositories:
+        raise RegopsError(f"no repository in namespace {namespace!r} on {target.name}")
     listed = parallel(lambda r: listed_tags(client, r), repositories, workers)
     work: list[tuple[str, str]] = []
     problems = []

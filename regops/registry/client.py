@@ -17,6 +17,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 
+from regops.errors import RegopsError
+
 MANIFEST_TYPES = (
     "application/vnd.oci.image.index.v1+json",
     "application/vnd.docker.distribution.manifest.list.v2+json",
@@ -26,7 +28,7 @@ MANIFEST_TYPES = (
 INDEX_TYPES = MANIFEST_TYPES[:2]
 
 
-class RegistryError(RuntimeError):
+class RegistryError(RegopsError):
     """An API call failed; `status` is the HTTP status (0 when there was none)."""
 
     def __init__(self, message: str, status: int = 0) -> None:

@@ -123,9 +123,11 @@ def plan_prune(
     now: datetime,
     workers: int = 8,
     progress: Progress = no_progress,
+    catalog: Sequence[str] | None = None,
 ) -> list[RepoPlan]:
     """Read every repository a policy covers and decide; deletes nothing."""
-    repositories = [r for r in sorted(client.catalog()) if retention.policies_for(r, policies)]
+    listing = sorted(client.catalog() if catalog is None else catalog)
+    repositories = [r for r in listing if retention.policies_for(r, policies)]
     listed = parallel(lambda r: listed_tags(client, r), repositories, workers)
     plans, work = [], []
     for repository, names in zip(repositories, listed, strict=True):
@@ -164,6 +166,15 @@ def plan_prune(
         }
         plan.freed_bytes, plan.untagged_bytes = freed_estimate(gone, kept.values())
     return plans
+
+
+def unmatched(policies: Sequence[Policy], catalog: Sequence[str]) -> list[str]:
+    """The policies whose repository patterns match no repository (a typo, most likely)."""
+    return [
+        f"policy {n} ({', '.join(p.repositories.patterns)})"
+        for n, p in enumerate(policies, start=1)
+        if not any(p.repositories(r) for r in catalog)
+    ]
 
 
 def total_freed(plans: Sequence[RepoPlan]) -> tuple[int, int]:

@@ -453,3 +453,12 @@ def test_du_counts_a_blob_shared_across_repositories_once(sb1):
     text = cli("du", "t50/du")
     assert text.returncode == 0
     assert "t50/du/team/ (2 repositories)" in text.stdout
+
+
+def test_patterns_that_match_nothing_say_so_and_fail(sb1):
+    typo = cli("prune", "--repo", "no/such/repo", "--keep-last", "1")
+    assert typo.returncode == 1
+    assert "policy 1 (no/such/repo) matches none of the" in typo.stderr
+    assert typo.stderr.count("\n") == 1
+    empty = cli("du", "no/such")
+    assert empty.returncode == 1 and "no repository in namespace 'no/such'" in empty.stderr

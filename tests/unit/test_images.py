@@ -7,6 +7,8 @@ read and cached); the real registry is exercised in tests/sandbox/test_50_images
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from datetime import UTC, datetime
 
 import pytest
@@ -257,3 +259,27 @@ def test_disk_usage_counts_shared_blobs_once_per_aggregate():
     assert total.bytes == 1000 + 10 + 20 + 30 + 1 and total.blobs == 5
     assert total.repositories == 5
     assert images.namespaces("a/b/c") == ["a", "a/b"]
+
+
+def test_policies_that_match_nothing_are_named():
+    from regops.registry.prune import unmatched
+    from regops.registry.retention import make_policy
+
+    policies = [make_policy({"repositories": "team/*/app", "keep_last": 1}),
+                make_policy({"repositories": "no/such/repo", "keep_last": 1})]
+    assert unmatched(policies, ["team/a/app", "other/x"]) == ["policy 2 (no/such/repo)"]
+    assert unmatched(policies, []) == ["policy 1 (team/*/app)", "policy 2 (no/such/repo)"]
+
+
+@pytest.mark.parametrize("command", [["catalog"], ["tags", "a/b"], ["delete", "a/b:1"],
+                                     ["prune", "--repo", "a/*", "--keep-last", "1"], ["du"]])
+def test_a_missing_ca_file_is_one_line_not_a_traceback(tmp_path, command):
+    inventory = tmp_path / "inventory.py"
+    data = {"registry_secrets_dir": str(tmp_path / "secrets"),
+            "registry_api_url": "https://127.0.0.1:9"}
+    inventory.write_text(f"hosts = [('reg.example.org', {data!r})]\n")
+    result = subprocess.run([sys.executable, "-m", "regops.cli", *command, "-i", str(inventory)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("regops: error: reg.example.org: no CA certificate at ")
