@@ -9,7 +9,7 @@ GC_SCRIPT = "/usr/local/sbin/regops-gc"
 GC_CRON = "/etc/cron.d/regops-gc"
 GC_STATE = f"{STATE_DIR}/gc-last.json"
 GC_LOG = "/var/log/regops-gc.log"  # cron appends the job's output here too
-LOCK = "/run/lock/regops-gc.lock"
+LOCK = "/run/lock/regops.lock"  # held by GC and by every change to a unit
 TRUST_DIR = "/var/lib/regops-trust"  # root-only; holds a login password for a moment
 DOCKER_SOCK = "/var/run/docker.sock"
 DAEMON_JSON = "/etc/docker/daemon.json"
@@ -18,3 +18,24 @@ DAEMON_JSON = "/etc/docker/daemon.json"
 def certs_d(address: str) -> str:
     """Docker's per-registry trust directory for `name:port`."""
     return f"/etc/docker/certs.d/{address}"
+
+# Host scripts: the control scripts of the managed units and what they share.
+SCRIPT_LIB = "/usr/local/lib/regops/common.sh"
+REGISTRY_CONTROL = "/usr/local/sbin/regops-registry"
+FRONTDOOR_CONTROL = "/usr/local/sbin/regops-frontdoor"
+APPLIED_DIR = f"{STATE_DIR}/applied"  # digests of what the systemd-run units loaded
+
+# The front door: Debian's nginx, with one site of ours.
+NGINX_SITE = "/etc/nginx/conf.d/regops.conf"
+NGINX_DEFAULT_SITE = "/etc/nginx/sites-enabled/default"
+FRONTDOOR_DIR = "/etc/nginx/regops"
+FRONTDOOR_TLS_DIR = f"{FRONTDOOR_DIR}/tls"
+FRONTDOOR_CERT = f"{FRONTDOOR_TLS_DIR}/server.crt"
+FRONTDOOR_KEY = f"{FRONTDOOR_TLS_DIR}/server.key"
+# Where /v2/ goes: the live mode is a link to one of these (GC and replacements switch it).
+FRONTDOOR_MODES = ("normal", "standby", "gc")
+FRONTDOOR_MODE_LINK = f"{FRONTDOOR_DIR}/registry-mode.conf"
+
+
+def frontdoor_mode(mode: str) -> str:
+    return f"{FRONTDOOR_DIR}/registry-{mode}.conf"

@@ -59,9 +59,11 @@ def gc(inventory: str, limit: tuple[str, ...], as_json: bool) -> None:
     doc = gc_ops.run_gc(hosts)
 
     def render(d: dict[str, Any]) -> str:
-        rows: list[list[Any]] = [["HOST", "RESULT", "FREED", "READ-ONLY", "DURATION", "AT"]]
+        rows: list[list[Any]] = [["HOST", "RESULT", "FREED", "BLOBS", "UPLOADS", "READ-ONLY",
+                                  "DURATION", "AT"]]
         for e in d["hosts"]:
             rows.append([e["host"], e["result"] or "error", human_bytes(e["bytes_freed"]),
+                         e.get("blobs_deleted"), e.get("uploads_deleted"),
                          _seconds(e["readonly_seconds"]), _seconds(e["duration_seconds"]),
                          e["time"]])
         return table(rows)
@@ -255,9 +257,9 @@ def status(inventory: str, limit: tuple[str, ...], as_json: bool) -> None:
 
     def render(d: dict[str, Any]) -> str:
         rows: list[list[Any]] = [["HOST", "HEALTH", "VERSION", "CERT", "DISK FREE", "LAST GC",
-                                  "CONTAINER"]]
+                                  "FRONT DOOR", "CONTAINER"]]
         for e in d["hosts"]:
-            h, disk, g, c = e["health"], e["disk"], e["gc"], e["container"]
+            h, disk, g, c, f = e["health"], e["disk"], e["gc"], e["container"], e["frontdoor"]
             rows.append([
                 e["host"],
                 f"serving ({h['http_status']})" if h["serving"] else "DOWN",
@@ -265,6 +267,7 @@ def status(inventory: str, limit: tuple[str, ...], as_json: bool) -> None:
                 f"{e['certificate']['days_left']}d" if e["certificate"] else None,
                 f"{human_bytes(disk['free_bytes'])} ({disk['free_percent']}%)" if disk else None,
                 f"{g['result']} {g['time']}" if g else "never",
+                f"nginx, {f['mode'] or '?'}" if f["running"] else "DOWN",
                 f"running since {c['started_at']}" if c["running"] else (
                     "stopped" if c["exists"] else "missing"),
             ])

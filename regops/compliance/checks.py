@@ -18,7 +18,8 @@ from regops.compliance.model import Check, Unavailable, Verdict, fail, ok
 from regops.compliance.probes import Probes
 from regops.config.checks import image_problem
 from regops.config.settings import CONTAINER_PORT, Settings
-from regops.hostpaths import GC_CRON, GC_SCRIPT
+from regops.hostpaths import FRONTDOOR_KEY, GC_CRON, GC_SCRIPT
+from regops.registry import endpoint
 from regops.secrets import pki
 
 
@@ -160,8 +161,7 @@ def files_certs_d(c: Context) -> Verdict:
 
 
 def files_registry_key(c: Context) -> Verdict:
-    path = f"{c.s['registry_config_dir']}/tls/server.key"
-    return _file_check(c, path, "root", {c.s["registry_user"], str(c.s["registry_gid"])}, 0o640)
+    return _file_check(c, FRONTDOOR_KEY, "root", {"root"}, 0o400)
 
 
 def files_htpasswd(c: Context) -> Verdict:
@@ -255,16 +255,34 @@ def container_restart_policy(c: Context) -> Verdict:
 
 def container_bound_address(c: Context) -> Verdict:
     bindings = (_host_config(c).get("PortBindings") or {}).get(f"{CONTAINER_PORT}/tcp") or []
-    want = {"HostIp": c.s["registry_bind_address"], "HostPort": str(c.s.port)}
+    want = {"HostIp": "127.0.0.1", "HostPort": str(c.s["registry_backend_port"])}
     got = [{"HostIp": b.get("HostIp") or "0.0.0.0", "HostPort": b.get("HostPort")}
            for b in bindings]
     if got != [want]:
         shown = ", ".join(f"{b['HostIp']}:{b['HostPort']}" for b in got) or "nothing"
-        return fail(f"registry port published on {shown}, the inventory says "
-                    f"{want['HostIp']}:{want['HostPort']}", "redeploy")
-    scope = "all interfaces" if want["HostIp"] in ("0.0.0.0", "::") else "one interface"
-    return ok(f"published on {want['HostIp']}:{want['HostPort']} only ({scope}, "
-              "as registry_bind_address says)")
+        return fail(f"the registry is published on {shown}, not only on "
+                    f"127.0.0.1:{want['HostPort']} behind the front door", "redeploy")
+    return ok(f"published on 127.0.0.1:{want['HostPort']} only; clients come through the "
+              "front door")
+
+
+def frontdoor_serving(c: Context) -> Verdict:
+    problems = []
+    if (c.facts.optional_text("nginx_active") or "").strip() != "active":
+        problems.append("nginx is not running")
+    mode = (c.facts.optional_text("frontdoor_mode") or "").strip()
+    if mode != "registry-normal.conf":
+        problems.append(f"/v2/ goes to {mode or 'nowhere'}, not to the registry (an "
+                        "interrupted GC or replacement?)")
+    address, port = c.s["registry_bind_address"], c.s.port
+    listeners = listening(c.facts.text("listen", "cannot read /proc/net/tcp"))
+    if (address, port) not in listeners and not (
+        address in ("0.0.0.0", "::") and any(p == port for _, p in listeners)
+    ):
+        problems.append(f"nothing listens on {address}:{port}")
+    if problems:
+        return fail("; ".join(problems), "redeploy (regops-frontdoor apply)")
+    return ok(f"nginx listens on {address}:{port} and sends /v2/ to the registry")
 
 
 def image_pinned(c: Context) -> Verdict:
@@ -346,8 +364,6 @@ def tls_cert_days_left(c: Context) -> Verdict:
 
 
 def tls_mozilla_intermediate(c: Context) -> Verdict:
-    from regops.registry import endpoint
-
     return tls.check_mozilla_intermediate(c.probes.target, endpoint.ca_file(c.s))
 
 
@@ -469,11 +485,10 @@ CHECKS: list[Check] = [
           "A CA planted there makes the host's Docker trust a fake registry. CIS asks 0444; "
           "regops accepts 0644 (only root can write, as with 0444 for root).",
           f"{CIS} §3.7, 3.8", files_certs_d),
-    Check("files.registry-key", "The registry's TLS key is root:<registry group>, 0640 or "
-          "stricter",
-          "Only root and the registry's own group may read it. CIS asks root:root 0400; the "
-          "registry runs unprivileged and reads its key through its group.",
-          f"{CIS} §3.13, 3.14 (adapted)", files_registry_key),
+    Check("files.registry-key", "The registry's TLS key is root:root, 0400",
+          "Only root may read it: the front door's master process reads it as root, "
+          "its workers and the registry never.",
+          f"{CIS} §3.13, 3.14", files_registry_key),
     Check("files.htpasswd", "The htpasswd file is root:<registry group>, 0640 or stricter",
           "Password hashes are for the registry only; bcrypt slows cracking, it does not stop it.",
           f"regops (as {CIS} §3.14 for key material)", files_htpasswd),
@@ -505,11 +520,15 @@ CHECKS: list[Check] = [
           "CIS asks on-failure:5 against restart storms; regops uses unless-stopped so the "
           "registry returns after a reboot, and fails `always`, `no` and unbounded retries.",
           f"{CIS} §5.14 (deviation documented)", container_restart_policy),
-    Check("container.bound-address", "The registry port is published only where the "
-          "inventory says",
-          "CIS wants a specific interface; regops publishes on registry_bind_address "
-          "(default 0.0.0.0: set an interface to narrow it) and nowhere else.",
+    Check("container.bound-address", "The registry container is published on loopback only",
+          "Clients must come through the front door (TLS, streaming, the GC switch); the "
+          "registry's own port is not reachable from outside the host.",
           f"{CIS} §5.13", container_bound_address),
+    Check("frontdoor.serving", "The front door listens where the inventory says and sends "
+          "/v2/ to the registry",
+          "nginx terminates TLS on registry_bind_address:registry_port; a front door left "
+          "in the GC or standby mode keeps pushes out or serves a standby.",
+          "regops", frontdoor_serving),
     Check("image.pinned", "The container runs the pinned image of the inventory",
           "A moving tag (latest) changes the registry without a deploy.",
           "regops (pinning is in neither CIS tool)", image_pinned),
@@ -526,8 +545,8 @@ CHECKS: list[Check] = [
           "Expiry breaks every client at once; the check warns while there is time to redeploy.",
           "regops (--cert-days, default 30)", tls_cert_days_left, side="operator"),
     Check("tls.mozilla-intermediate", "TLS meets Mozilla's intermediate profile (sslyze)",
-          "TLS 1.2/1.3, AEAD suites and X25519/P-256/P-384 only. The registry's Go TLS "
-          "always offers P-521: a known limitation until a TLS-terminating proxy is in front.",
+          "TLS 1.2/1.3, AEAD suites and X25519/P-256/P-384 only, as the front door offers "
+          "them (the registry's own Go TLS cannot: it always offers P-521).",
           "Mozilla Server Side TLS 5.7, intermediate", tls_mozilla_intermediate,
           side="operator"),
     Check("gc.job-installed", "The GC cron job is installed and cron runs",

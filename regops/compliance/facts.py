@@ -40,7 +40,7 @@ def paths_to_stat(s: Settings) -> list[str]:
     return [
         "/etc/docker", "/etc/docker/daemon.json", hostpaths.DOCKER_SOCK, "/etc/docker/certs.d",
         certs_d(s), f"{certs_d(s)}/ca.crt",
-        f"{config_dir}/tls/server.key", f"{config_dir}/htpasswd",
+        hostpaths.FRONTDOOR_KEY, f"{config_dir}/htpasswd",
         s["registry_data_dir"], hostpaths.GC_SCRIPT, hostpaths.GC_CRON, hostpaths.GC_STATE,
     ]
 
@@ -70,6 +70,8 @@ def sections(s: Settings) -> dict[str, str]:
         "gc_state": f"cat {hostpaths.GC_STATE}",
         "gc_cron": f"cat {hostpaths.GC_CRON}",
         "cron_active": "systemctl is-active cron",
+        "nginx_active": "systemctl is-active nginx",
+        "frontdoor_mode": f"readlink {hostpaths.FRONTDOOR_MODE_LINK}",
         "data_fs": f"stat -f -c '%b %a %S' {shlex.quote(d['registry_data_dir'])}",
         "listen": "cat /proc/net/tcp /proc/net/tcp6 2>/dev/null",
     }

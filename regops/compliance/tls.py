@@ -1,9 +1,9 @@
-"""The Mozilla "intermediate" TLS profile, checked with sslyze against the registry.
+"""The Mozilla "intermediate" TLS profile, checked with sslyze against the front door.
 
-The registry's Go TLS stack offers the P-521 curve (secp521r1) and has no
-setting to remove it, so a registry serving TLS itself cannot meet the
-profile. That one finding is reported as a known limitation with its remedy;
-anything else the profile finds is a plain failure.
+Clients reach the registry through its front door (nginx), which offers exactly
+what the profile allows. A registry still serving TLS itself (deployed by
+regops before the front door) offers the P-521 curve, which Go cannot switch
+off: the check names that cause and the remedy, a deploy.
 """
 
 from __future__ import annotations
@@ -14,14 +14,12 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from regops.compliance.model import Unavailable, Verdict, fail, limitation, ok
+from regops.compliance.model import Unavailable, Verdict, fail, ok
 from regops.compliance.probes import Target
 
-KNOWN_CURVES = frozenset({"secp521r1"})
-LIMITATION = ("the registry's Go TLS offers curve P-521 (secp521r1) and has no setting to "
-              "remove it")
-REMEDY = ("put a TLS-terminating proxy that offers only X25519, P-256 and P-384 in front of the "
-          "registry (on the regops roadmap), or accept it with --accept-limitations")
+GO_CURVES = frozenset({"secp521r1"})  # what a registry serving TLS itself adds
+REMEDY = ("redeploy: the front door offers only what the profile allows "
+          "(registry_tls_ciphers; curves X25519, P-256, P-384)")
 
 
 def classify(issues: dict[str, str], outside_profile: Iterable[str]) -> Verdict:
@@ -29,16 +27,10 @@ def classify(issues: dict[str, str], outside_profile: Iterable[str]) -> Verdict:
     if not issues:
         return ok("meets Mozilla intermediate (TLS 1.2/1.3, AEAD suites, allowed curves)")
     outside = set(outside_profile)
-    others = {k: v for k, v in issues.items() if k != "tls_curves"}
-    if set(issues) == {"tls_curves"} and outside and outside <= KNOWN_CURVES:
-        return limitation(LIMITATION, REMEDY)
-    parts = [f"{key}: {text}" for key, text in sorted(others.items())]
-    if "tls_curves" in issues:
-        parts.append(f"tls_curves: {issues['tls_curves']}")
-    if outside & KNOWN_CURVES:
-        parts.append("(P-521 alone would be the known limitation)")
-    return fail("; ".join(parts), "offer only what the profile allows "
-                "(registry_tls_cipher_suites, registry TLS settings)")
+    parts = [f"{key}: {text}" for key, text in sorted(issues.items())]
+    if outside & GO_CURVES:
+        parts.append("(P-521: the registry's own Go TLS answers, not the front door)")
+    return fail("; ".join(parts), REMEDY)
 
 
 def _scan(target: Target, ca_file: str | None, timeout: int) -> Any:

@@ -19,6 +19,7 @@ from regops.config.checks import (
     Check,
     boolean,
     cron_problem,
+    duration,
     host_dir,
     host_name,
     host_names,
@@ -30,10 +31,12 @@ from regops.config.checks import (
     mapping,
     memory,
     one_of,
+    openssl_ciphers,
     optional,
     port,
     text,
 )
+from regops.registry.retention import PolicyError, parse_policies
 
 ACCOUNT = r"^[a-z_][a-z0-9_.-]{0,63}$"  # user names, registry and system accounts alike
 
@@ -47,26 +50,18 @@ class Key:
     check: Check
 
 
-# Go crypto/tls names. ECDHE with AES-GCM or ChaCha20 only (Mozilla
-# "intermediate"); TLS 1.3 suites are not configurable in Go and always safe.
-INTERMEDIATE_CIPHER_SUITES = [
-    "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
-    "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
-    "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
-    "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
-    "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
-    "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
+# Mozilla "intermediate": ECDHE with AES-GCM or ChaCha20 only, as OpenSSL (and so
+# nginx) names them.
+INTERMEDIATE_CIPHERS = [
+    "ECDHE-ECDSA-AES128-GCM-SHA256",
+    "ECDHE-RSA-AES128-GCM-SHA256",
+    "ECDHE-ECDSA-AES256-GCM-SHA384",
+    "ECDHE-RSA-AES256-GCM-SHA384",
+    "ECDHE-ECDSA-CHACHA20-POLY1305",
+    "ECDHE-RSA-CHACHA20-POLY1305",
 ]
-
-
-def go_cipher_suites(value: Any) -> str | None:
-    if (
-        not isinstance(value, (list, tuple))
-        or not value
-        or not all(isinstance(s, str) and s.startswith("TLS_") for s in value)
-    ):
-        return "must be a non-empty list of Go TLS suite names"
-    return None
+# The curves Mozilla "intermediate" allows, in the front door's order of preference.
+INTERMEDIATE_CURVES = "X25519:prime256v1:secp384r1"
 
 
 def major_version(value: Any) -> str | None:
@@ -91,8 +86,6 @@ def user_list(value: Any) -> str | None:
 
 
 def retention_policies(value: Any) -> str | None:
-    from regops.registry.retention import PolicyError, parse_policies
-
     try:
         parse_policies(value)
     except PolicyError as error:
@@ -169,15 +162,32 @@ KEYS: list[Key] = [
         "registry_port",
         5000,
         "registry",
-        "TCP port the registry is published on.",
+        "TCP port clients use: the front door (nginx, TLS) listens on it.",
         port,
     ),
     Key(
         "registry_bind_address",
         "0.0.0.0",
         "registry",
-        "Host address the port is published on; set a specific interface to narrow it.",
+        "Host address the front door listens on; set a specific interface to narrow it.",
         ip_address,
+    ),
+    Key(
+        "registry_backend_port",
+        5010,
+        "registry",
+        "Loopback port of the registry behind the front door; the next port is its standby "
+        "(serving while GC runs and while the registry is replaced). Never reachable from "
+        "outside the host.",
+        integer(1024, 65534),
+    ),
+    Key(
+        "registry_drain_timeout",
+        120,
+        "registry",
+        "Seconds a switch of the front door (GC, a replaced registry) waits for downloads in "
+        "flight to finish before it stops the registry instance they come from.",
+        integer(5, 3600),
     ),
     Key(
         "registry_image",
@@ -251,7 +261,8 @@ KEYS: list[Key] = [
         "registry_config_dir",
         "/etc/docker/registry",
         "registry",
-        "Host directory with config, htpasswd and certificates, mounted read-only.",
+        "Host directory with the registry's config, container spec and htpasswd, mounted "
+        "read-only.",
         host_dir,
     ),
     Key(
@@ -327,11 +338,12 @@ KEYS: list[Key] = [
         integer(1, 365),
     ),
     Key(
-        "registry_tls_cipher_suites",
-        INTERMEDIATE_CIPHER_SUITES,
+        "registry_tls_ciphers",
+        INTERMEDIATE_CIPHERS,
         "tls",
-        "TLS 1.2 cipher suites offered (Go names).",
-        go_cipher_suites,
+        "TLS 1.2 cipher suites the front door offers (OpenSSL names); TLS 1.3 suites are "
+        "always the three standard ones.",
+        openssl_ciphers,
     ),
     # --- auth: users and passwords
     Key(
@@ -386,10 +398,20 @@ KEYS: list[Key] = [
         boolean,
     ),
     Key(
+        "registry_gc_upload_max_age",
+        "1h",
+        "gc",
+        "GC also deletes unfinished uploads that have not changed for this long (`30m`, `1h`, "
+        "`2d`): a push that failed, on a full disk say, gives its space back at the next GC. "
+        "No upload is in progress while GC runs.",
+        duration(minimum=60),
+    ),
+    Key(
         "registry_gc_health_timeout",
         60,
         "gc",
-        "Seconds the GC job waits for the registry to be healthy after each restart.",
+        "Seconds the deploy and the GC job wait for a registry instance, or the front door, to "
+        "serve after it starts or changes.",
         integer(5, 3600),
     ),
     # --- retention: what `regops prune` deletes

@@ -19,8 +19,9 @@ from typing import Any
 
 from regops import paths
 from regops.config.checks import image_tag
-from regops.config.keys import ACCOUNT, BY_NAME, DEFAULTS, KEY_NAMES, KEYS, user_list
+from regops.config.keys import ACCOUNT, DEFAULTS, KEY_NAMES, KEYS, user_list
 from regops.errors import UsageError
+from regops.secrets import pki, store
 
 CONFIG_DIR_IN_CONTAINER = {2: "/etc/docker/registry", 3: "/etc/distribution"}
 DATA_DIR_IN_CONTAINER = "/var/lib/registry"
@@ -142,8 +143,6 @@ def _major_version(d: dict[str, Any]) -> tuple[str, str] | None:
 
 
 def _tls_files(d: dict[str, Any]) -> tuple[str, str] | None:
-    from regops.secrets import pki
-
     cert, key = d["registry_tls_cert_file"], d["registry_tls_key_file"]
     if cert is None and key is None:
         if d["registry_tls_ca_file"] is not None:
@@ -156,19 +155,45 @@ def _tls_files(d: dict[str, Any]) -> tuple[str, str] | None:
     return ("registry_tls_cert_file", "; ".join(problems)) if problems else None
 
 
-RULES: list[Rule] = [_debug_port, _renew_before_expiry, _major_version, _tls_files]
+def _backend_ports(d: dict[str, Any]) -> tuple[str, str] | None:
+    backend = d["registry_backend_port"]
+    if d["registry_port"] in (backend, backend + 1):
+        return (
+            "registry_backend_port",
+            f"{backend} and {backend + 1} (its standby) must differ from registry_port "
+            f"{d['registry_port']}, where the front door listens",
+        )
+    return None
+
+
+RULES: list[Rule] = [
+    _debug_port,
+    _renew_before_expiry,
+    _major_version,
+    _backend_ports,
+    _tls_files,
+]
+
+# Keys that were renamed or replaced: the error says what to use instead.
+RENAMED = {
+    "registry_tls_cipher_suites": "registry_tls_ciphers (OpenSSL names: the front door, "
+    "nginx, serves TLS now)",
+}
 
 
 def check_data(host: str, data: Mapping[str, Any]) -> dict[str, Any]:
     """Defaults merged with the host's data, every value checked; no side effects."""
     unknown = sorted(k for k in data if k.startswith("registry_") and k not in KEY_NAMES)
+    for name in unknown:
+        if name in RENAMED:
+            raise ConfigError(host, name, f"no longer exists; use {RENAMED[name]}")
     if unknown:
         raise ConfigError(host, unknown[0], "unknown key (typo?); see the README's data table")
     merged = {**DEFAULTS, **{k: v for k, v in data.items() if k in KEY_NAMES}}
     if merged["registry_name"] is None:
         merged["registry_name"] = host
     for key in KEYS:
-        problem = BY_NAME[key.name].check(merged[key.name])
+        problem = key.check(merged[key.name])
         if problem:
             raise ConfigError(host, key.name, problem)
     for rule in RULES:
@@ -190,8 +215,6 @@ def _resolve_users(
     host: str, d: dict[str, Any], registry_name: str, root: Path, environ: Mapping[str, str]
 ) -> list[User]:
     """Users of `registry_users` (in their order), then those added with `regops users add`."""
-    from regops.secrets import store
-
     names = user_names(host, d["registry_users"])
     for name in cli_users(root, registry_name):
         if name in names:

@@ -2,9 +2,8 @@
 
 - `secret_file` uploads content that must never be printed: files.put and
   files.template print the whole file with `--diff`.
-- The facts read the registry container's spec label and whether an image is
-  present, so the deploy decides itself when to recreate (pyinfra's
-  docker.container ignores spec changes, pyinfra#1561).
+- `DockerImagePresent` tells whether an image must be loaded or pulled;
+  `NumericStat` compares files by content and numeric owner.
 """
 
 from __future__ import annotations
@@ -31,23 +30,6 @@ class Secret:
         return "<secret>"
 
     __str__ = __repr__
-
-
-class ContainerSpecLabel(FactBase):
-    """The `regops.spec` label of a container: None if it does not exist."""
-
-    def requires_command(self, *args: Any, **kwargs: Any) -> str:
-        return "docker"
-
-    def command(self, container: str, label: str) -> str:
-        template = '{{ index .Config.Labels "' + label + '" }}'
-        return (
-            f"docker inspect --type container --format '{template}' {container} 2>/dev/null || true"
-        )
-
-    def process(self, output: list[str]) -> str | None:
-        text = "\n".join(output).strip()
-        return text or None
 
 
 class DockerImagePresent(FactBase):
@@ -118,3 +100,19 @@ def secret_file(src: Secret, path: str, uid: int = 0, gid: int = 0, mode: str = 
         yield StringCommand("chown", f"{uid}:{gid}", path)
     if int(remote["mode"], 8) != int(mode, 8):
         yield StringCommand("chmod", mode, path)
+
+
+_refreshed: set[str] = set()  # hosts whose apt lists this run already refreshes
+
+
+def refresh_apt_for(packages: list[str]) -> None:
+    """Refresh apt's package lists once per run, and only when one of `packages` is
+    missing: a refresh on every run would make no deploy a no-op."""
+    from pyinfra.facts.deb import DebPackages
+    from pyinfra.operations import apt
+
+    installed = host.get_fact(DebPackages)
+    if host.name in _refreshed or all(p in installed for p in packages):
+        return
+    _refreshed.add(host.name)
+    apt.update(name="Refresh apt's package lists (packages are missing)")

@@ -1,25 +1,44 @@
 """Render what the deploy writes to a host, without a host.
 
-Templates live in the repo's `templates/`, mirroring their target paths.
-The container's `docker run` command is built here too, with a hash of its
-spec: pyinfra's docker.container does not notice spec changes, so the deploy
-compares this hash with the label on the running container instead.
+Templates live in `regops/templates/`, mirroring the paths they are written to.
+Every template sees the host's settings (`s`, its data as `d`), where things live
+on hosts (`paths`), the registry's loopback ports (`ports`) and a few derived
+values; callers add their own.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import jinja2
 
+from regops import hostpaths
+from regops.config.checks import duration_seconds
+from regops.config.keys import INTERMEDIATE_CURVES
 from regops.config.settings import CONTAINER_PORT, DATA_DIR_IN_CONTAINER, Settings
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
-SPEC_LABEL = "regops.spec"
-MANAGED_LABEL = "regops.managed"
+
+
+@dataclass(frozen=True)
+class Ports:
+    """The registry's loopback ports behind the front door."""
+
+    primary: int
+    standby: int
+
+
+def ports(s: Settings) -> Ports:
+    return Ports(s["registry_backend_port"], s["registry_backend_port"] + 1)
+
+
+def listen(s: Settings) -> str:
+    """nginx's `listen` address for the front door."""
+    address = s["registry_bind_address"]
+    return f"[{address}]:{s.port}" if ":" in address else f"{address}:{s.port}"
 
 _env = jinja2.Environment(
     loader=jinja2.FileSystemLoader(str(TEMPLATES)),
@@ -27,6 +46,10 @@ _env = jinja2.Environment(
     keep_trailing_newline=True,
     autoescape=False,
 )
+
+
+def upload_max_age_minutes(s: Settings) -> int:
+    return max(1, (duration_seconds(s["registry_gc_upload_max_age"]) or 0) // 60)
 
 
 def template(path: str, s: Settings, **extra: Any) -> str:
@@ -38,6 +61,11 @@ def template(path: str, s: Settings, **extra: Any) -> str:
         "config_dir": s.container_config_dir,
         "data_dir": DATA_DIR_IN_CONTAINER,
         "container_port": CONTAINER_PORT,
+        "paths": hostpaths,
+        "ports": ports(s),
+        "listen": listen(s),
+        "curves": INTERMEDIATE_CURVES,
+        "upload_max_age_minutes": upload_max_age_minutes(s),
         **extra,
     }
     return _env.get_template(f"{path.lstrip('/')}.j2").render(context)
@@ -62,56 +90,3 @@ def daemon_json(s: Settings) -> str:
     }
     options.update(s["registry_docker_daemon_options"])
     return json.dumps(options, indent=2, sort_keys=True) + "\n"
-
-
-def container_spec(s: Settings) -> list[str]:
-    """`docker run` arguments after `run -d`, without the spec label."""
-    d = s.data
-    cfg = s.container_config_dir
-    return [
-        "--name",
-        d["registry_container_name"],
-        "--restart",
-        "unless-stopped",
-        "--user",
-        f"{d['registry_uid']}:{d['registry_gid']}",
-        "--read-only",
-        "--tmpfs",
-        "/tmp:rw,noexec,nosuid,size=64m",
-        "--cap-drop",
-        "ALL",
-        "--security-opt",
-        "no-new-privileges:true",
-        "--memory",
-        d["registry_memory_limit"],
-        "--memory-swap",
-        d["registry_memory_limit"],
-        "--pids-limit",
-        str(d["registry_pids_limit"]),
-        "--publish",
-        f"{_publish_host(d['registry_bind_address'])}:{s.port}:{CONTAINER_PORT}",
-        "--volume",
-        f"{d['registry_config_dir']}:{cfg}:ro",
-        "--volume",
-        f"{d['registry_data_dir']}:{DATA_DIR_IN_CONTAINER}",
-        "--label",
-        f"{MANAGED_LABEL}=true",
-        d["registry_image"],
-        "serve",
-        f"{cfg}/serve.yml",
-    ]
-
-
-def _publish_host(address: str) -> str:
-    return f"[{address}]" if ":" in address else address
-
-
-def spec_hash(s: Settings) -> str:
-    return hashlib.sha256(json.dumps(container_spec(s)).encode()).hexdigest()[:16]
-
-
-def docker_run_argv(s: Settings) -> list[str]:
-    spec = container_spec(s)
-    image_at = spec.index(s["registry_image"])
-    label = ["--label", f"{SPEC_LABEL}={spec_hash(s)}"]
-    return ["docker", "run", "-d", *spec[:image_at], *label, *spec[image_at:]]

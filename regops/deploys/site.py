@@ -9,13 +9,14 @@ nothing is changed on any host until every host's data is good.
 from pyinfra import host
 
 from regops.config.settings import load_or_exit
-from regops.tasks import account, auth, docker, gc, registry, tls
+from regops.tasks import account, auth, docker, frontdoor, gc, registry, tls
 
 settings = load_or_exit(host.name, host.data.dict())
 
 docker.apply(settings)
 account.apply(settings)
-cert_changes = tls.apply(settings)
+tls.apply(settings)
 auth.apply(settings)
-registry.apply(settings, restart_triggers=cert_changes)
+registry.apply(settings)
+frontdoor.apply(settings)
 gc.apply(settings)

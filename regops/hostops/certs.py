@@ -16,11 +16,11 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from regops import paths
+from regops import hostpaths, paths
 from regops.config.settings import Settings
 from regops.deploys import SITE_DEPLOY
 from regops.errors import RegopsError, UsageError
-from regops.hostops.remote import pyinfra_tail, q, run_pyinfra, run_remote, summarize
+from regops.hostops.remote import pyinfra_tail, run_pyinfra, run_remote, summarize
 from regops.inventory import InventoryHost
 from regops.registry import endpoint
 from regops.secrets import pki
@@ -81,7 +81,7 @@ def served_cert(s: Settings) -> tuple[dict[str, Any] | None, str | None]:
 
 
 def host_cert_command(s: Settings) -> str:
-    return f"cat {q(s['registry_config_dir'] + '/tls/server.crt')} 2>/dev/null || true"
+    return f"cat {hostpaths.FRONTDOOR_CERT} 2>/dev/null || true"
 
 
 def file_cert(pem: str) -> tuple[dict[str, Any] | None, str | None]:

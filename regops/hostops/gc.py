@@ -12,8 +12,10 @@ from regops.hostops.remote import RegopsError, run_remote, script, summarize, te
 from regops.inventory import InventoryHost
 from regops.util import parallel_all, parse_time
 
-GC_FIELDS = ("time", "result", "exit_code", "bytes_freed", "readonly_seconds",
-             "duration_seconds", "message")
+GC_FIELDS = ("time", "result", "exit_code", "bytes_freed", "blobs_deleted", "blob_bytes_freed",
+             "uploads_deleted", "upload_bytes_freed", "readonly_seconds", "duration_seconds",
+             "message")
+NUMBERS = GC_FIELDS[2:-1]
 
 
 def parse_gc_state(text: str) -> dict[str, Any] | None:
@@ -27,7 +29,7 @@ def parse_gc_state(text: str) -> dict[str, Any] | None:
     if not isinstance(doc, dict) or not {"time", "result"} <= set(doc):
         return None
     out = {k: doc.get(k) for k in GC_FIELDS}
-    for key in ("exit_code", "bytes_freed", "readonly_seconds", "duration_seconds"):
+    for key in NUMBERS:
         if not isinstance(out[key], int) or isinstance(out[key], bool):
             out[key] = None
     return out

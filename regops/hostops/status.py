@@ -77,6 +77,13 @@ def status_ok(entry: dict[str, Any]) -> bool:
     return bool(entry.get("health", {}).get("serving")) and bool(
         entry.get("container", {}).get("running"))
 
+def frontdoor_state(text: str) -> dict[str, Any]:
+    """nginx running, and where /v2/ goes (normal, standby or gc), from the host's answer."""
+    lines = text.split()
+    mode = lines[1].removeprefix("registry-").removesuffix(".conf") if len(lines) > 1 else None
+    return {"running": bool(lines) and lines[0] == "active", "mode": mode}
+
+
 def status_command(s: Settings) -> str:
     d = s.data
     name = q(d["registry_container_name"])
@@ -87,6 +94,7 @@ def status_command(s: Settings) -> str:
             "df": f"df -B1 --output=size,avail,target {q(d['registry_data_dir'])}",
             "gc": f"cat {hostpaths.GC_STATE}",
             "cert": host_cert_command(s),
+            "frontdoor": f"systemctl is-active nginx; readlink {hostpaths.FRONTDOOR_MODE_LINK}",
         }
     )
 
@@ -128,6 +136,7 @@ def status_entry(host: str, s: Settings, remote: str, served: dict[str, Any] | N
             "serial": cert["serial"], "source": "served" if served else "file"},
         "disk": disk,
         "gc": parse_gc_state(parts.get("gc", "")),
+        "frontdoor": frontdoor_state(parts.get("frontdoor", "")),
     }
     entry["ok"] = status_ok(entry)
     return entry

@@ -1,10 +1,11 @@
-"""The unprivileged system account the registry container runs as.
+"""The unprivileged system account the registry container runs as, and the config
+directory only it and root can read.
 
 Its keys: the `account` concern of `regops.config.keys` (README: Data keys).
 """
 
 from pyinfra.api import deploy
-from pyinfra.operations import server
+from pyinfra.operations import files, server
 
 from regops.config.settings import Settings
 
@@ -27,4 +28,12 @@ def apply(s: Settings) -> None:
         shell="/usr/sbin/nologin",
         home="/nonexistent",
         create_home=False,
+    )
+    config_dir = s["registry_config_dir"]
+    files.directory(
+        name=f"Create {config_dir}, readable by the registry's group only",
+        path=config_dir,
+        user="root",
+        group=user,
+        mode="0750",
     )

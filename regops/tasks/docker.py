@@ -7,11 +7,11 @@ from io import StringIO
 
 from pyinfra import host
 from pyinfra.api import deploy
-from pyinfra.facts.deb import DebPackages
 from pyinfra.facts.server import Arch, LinuxDistribution
 from pyinfra.operations import apt, files, systemd
 
 from regops.config.settings import Settings
+from regops.deploy.ops import refresh_apt_for
 from regops.deploy.render import daemon_json, template
 
 TOOLS = ["ca-certificates", "curl", "cron"]
@@ -23,11 +23,7 @@ PACKAGES = {
 
 @deploy("Docker engine")
 def apply(s: Settings) -> None:
-    installed = host.get_fact(DebPackages)
-    wanted = [*TOOLS, *PACKAGES[s["registry_docker_source"]]]
-    if any(package not in installed for package in wanted):
-        # Only then: a refresh on every run would make no deploy a no-op.
-        apt.update(name="Refresh apt's package lists (packages are missing)")
+    refresh_apt_for([*TOOLS, *PACKAGES[s["registry_docker_source"]]])
     apt.packages(
         name="Install the tools the deploy and the GC job use (curl, cron, certificates)",
         packages=TOOLS,

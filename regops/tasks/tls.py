@@ -1,8 +1,8 @@
 """TLS: a generated private CA and server certificate, or a provided pair.
 
 Generated material is made and kept on the operator's machine (reused, renewed
-when under `registry_tls_renew_days` left). The key on the host is root-owned,
-readable by the registry's group only. The host's own Docker trusts the CA.
+when under `registry_tls_renew_days` left). The front door serves the
+certificate (its key root-only on the host); the host's own Docker trusts the CA.
 
 Its keys: the `tls` concern of `regops.config.keys` (README: Data keys).
 """
@@ -11,12 +11,10 @@ from io import StringIO
 from pathlib import Path
 
 from pyinfra.api import deploy
-from pyinfra.api.operation import OperationMeta
 from pyinfra.operations import files
 
-from regops import paths
+from regops import hostpaths, paths
 from regops.config.settings import Settings
-from regops.deploy.ops import Secret, secret_file
 from regops.secrets import pki
 
 
@@ -38,66 +36,25 @@ def material(s: Settings) -> tuple[bytes, bytes, bytes | None]:
 
 
 @deploy("TLS certificates")
-def apply(s: Settings) -> list[OperationMeta]:
-    """Returns the operations whose change needs a registry restart."""
-    cert, key, ca = material(s)
-    gid = s["registry_gid"]
-    config_dir = s["registry_config_dir"]
+def apply(s: Settings) -> None:
+    """The host's own Docker trusts a generated (or provided) CA; the certificate and key
+    themselves go to the front door (`regops.tasks.frontdoor`)."""
+    _, _, ca = material(s)
+    if ca is None:
+        return
+    certs_d = hostpaths.certs_d(s.registry_address)
     files.directory(
-        name=f"Create {config_dir}, readable by the registry's group only",
-        path=config_dir,
+        name="Create the host Docker's trust directory for the registry",
+        path=certs_d,
         user="root",
-        group=s["registry_user"],
-        mode="0750",
+        group="root",
+        mode="0755",
     )
-    files.directory(
-        name=f"Create {config_dir}/tls",
-        path=f"{config_dir}/tls",
+    files.put(
+        name="Make the host's Docker trust the registry's CA",
+        src=StringIO(ca.decode()),
+        dest=f"{certs_d}/ca.crt",
         user="root",
-        group=s["registry_user"],
-        mode="0750",
+        group="root",
+        mode="0444",
     )
-    changed = [
-        secret_file(
-            name="Upload the registry's TLS certificate",
-            src=Secret(cert),
-            path=f"{config_dir}/tls/server.crt",
-            uid=0,
-            gid=gid,
-            mode="0644",
-        ),
-        secret_file(
-            name="Upload the registry's TLS key (root-owned, group-readable only)",
-            src=Secret(key),
-            path=f"{config_dir}/tls/server.key",
-            uid=0,
-            gid=gid,
-            mode="0640",
-        ),
-    ]
-    if ca is not None:
-        secret_file(
-            name="Upload the CA certificate beside the registry's certificate",
-            src=Secret(ca),
-            path=f"{config_dir}/tls/ca.crt",
-            uid=0,
-            gid=gid,
-            mode="0644",
-        )
-        certs_d = f"/etc/docker/certs.d/{s.registry_address}"
-        files.directory(
-            name="Create the host Docker's trust directory for the registry",
-            path=certs_d,
-            user="root",
-            group="root",
-            mode="0755",
-        )
-        files.put(
-            name="Make the host's Docker trust the registry's CA",
-            src=StringIO(ca.decode()),
-            dest=f"{certs_d}/ca.crt",
-            user="root",
-            group="root",
-            mode="0444",
-        )
-    return changed

@@ -40,7 +40,8 @@ def test_registry_container_is_hardened(th, host_info):
     assert hc["Memory"] == 512 * 1024 * 1024 and hc["PidsLimit"] == 256
     assert hc["RestartPolicy"]["Name"] == "unless-stopped"
     assert hc["NetworkMode"] not in ("host",) and hc["PidMode"] == "" and hc["IpcMode"] != "host"
-    assert hc["PortBindings"] == {"5000/tcp": [{"HostIp": "0.0.0.0", "HostPort": "5000"}]}
+    # Behind the front door: loopback only.
+    assert hc["PortBindings"] == {"5000/tcp": [{"HostIp": "127.0.0.1", "HostPort": "5010"}]}
     assert c["Config"]["Image"] == "regops/registry:2.8.2"
     mounts = {m["Destination"]: m for m in c["Mounts"]}
     assert mounts["/etc/docker/registry"]["RW"] is False
@@ -50,11 +51,16 @@ def test_registry_container_is_hardened(th, host_info):
 def test_files_modes_and_owners(th, host_info):
     expected = {
         "/etc/docker/registry": ("root", 5000, 0o750),
-        "/etc/docker/registry/tls/server.key": ("root", 5000, 0o640),
         "/etc/docker/registry/htpasswd": ("root", 5000, 0o640),
         "/etc/docker/registry/config.yml": ("root", 5000, 0o640),
+        "/etc/docker/registry/registry.spec": ("root", 0, 0o644),
+        "/etc/nginx/regops/tls": ("root", 0, 0o700),
+        "/etc/nginx/regops/tls/server.key": ("root", 0, 0o400),
+        "/etc/nginx/conf.d/regops.conf": ("root", 0, 0o644),
         "/etc/docker/daemon.json": ("root", 0, 0o644),
         "/usr/local/sbin/regops-gc": ("root", 0, 0o755),
+        "/usr/local/sbin/regops-registry": ("root", 0, 0o755),
+        "/usr/local/sbin/regops-frontdoor": ("root", 0, 0o755),
         "/etc/cron.d/regops-gc": ("root", 0, 0o644),
     }
     for path, (user, gid, mode) in expected.items():
@@ -63,22 +69,23 @@ def test_files_modes_and_owners(th, host_info):
         assert (f.user, f.gid, f.mode) == (user, gid, mode), path
     data = th.file("/var/lib/registry")
     assert (data.uid, data.gid, data.mode) == (5000, 5000, 0o750)
-    assert th.file("/etc/docker/registry/serve.yml").linked_to == (
-        "/etc/docker/registry/config.yml"
-    )
+    # Nothing staged or kept from a change, and no TLS key where the registry can read it.
+    leftovers = th.run("ls /etc/docker/registry /etc/nginx/conf.d /etc/nginx/regops "
+                       "/etc/nginx/regops/tls | grep -E '[.](new|previous)$'")
+    assert leftovers.stdout == ""
+    assert not th.file("/etc/docker/registry/tls").exists
 
 
 def test_config_is_the_whole_registry_config(th):
     config = th.file("/etc/docker/registry/config.yml").content_string
     for line in (
         "enabled: true",
-        "minimumtls: tls1.2",
         "X-Content-Type-Options: [nosniff]",
         "path: /etc/docker/registry/htpasswd",
         "formatter: json",
     ):
         assert line in config
-    assert "debug:" not in config
+    assert "debug:" not in config and "tls:" not in config
 
 
 def test_host_docker_trusts_the_ca(th, host_info):
@@ -97,6 +104,25 @@ def test_debug_port_not_published(th):
     c = _inspect(th)
     assert set(c["HostConfig"]["PortBindings"]) == {"5000/tcp"}
     assert not th.socket("tcp://0.0.0.0:5001").is_listening
+
+
+def test_front_door_is_the_only_way_in(th, host_info):
+    """nginx on the registry's port, the registry on loopback, nothing on port 80."""
+    assert th.package("nginx").is_installed and th.service("nginx").is_running
+    assert th.service("nginx").is_enabled
+    assert th.socket("tcp://0.0.0.0:5000").is_listening
+    assert th.socket("tcp://127.0.0.1:5010").is_listening
+    assert not th.socket("tcp://0.0.0.0:5010").is_listening
+    assert not th.socket("tcp://0.0.0.0:80").is_listening
+    assert th.file("/etc/nginx/regops/registry-mode.conf").linked_to == (
+        "/etc/nginx/regops/registry-normal.conf"
+    )
+    # The registry's own port speaks plain HTTP on loopback; clients speak TLS to nginx.
+    plain = "curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:5010/v2/"
+    assert th.check_output(plain) == "401"
+    state = dict(line.split("=", 1) for line in th.check_output(
+        "/usr/local/sbin/regops-frontdoor state").splitlines())
+    assert state["running"] == "yes" and state["mode"] == "normal"
 
 
 def test_htpasswd_was_there_before_the_registry_started(th):

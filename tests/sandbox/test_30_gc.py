@@ -6,10 +6,14 @@ import hashlib
 import json
 import os
 import shlex
+import time
 
 import pytest
 
 from regops.registry import oci
+from regops.registry.load import Load, verify
+from regops.registry.load import pull as pull_image
+from regops.registry.load import push as push_image
 from tests.sandbox.conftest import (
     assert_blobs_hash_to_their_digests,
     client,
@@ -38,6 +42,8 @@ def _cron_command(th) -> str:
 
 
 def test_gc_frees_deleted_blobs_and_keeps_every_other_image(th, host_info, tmp_path):
+    # Collect what earlier tests deleted, so this run's record is about one image.
+    assert th.run(_cron_command(th)).rc == 0
     c = client(host_info)
     big_layer = {"blob": os.urandom(BIG)}
     big = oci.image(tmp_path / "big", "big", [big_layer])
@@ -61,9 +67,17 @@ def test_gc_frees_deleted_blobs_and_keeps_every_other_image(th, host_info, tmp_p
     assert before - after >= BIG * 0.9
     state = json.loads(th.file("/var/lib/regops/gc-last.json").content_string)
     assert state["result"] == "ok" and state["bytes_freed"] >= BIG * 0.9
+    # The record counts what GC deleted, blob by blob: here the image's layer, config and
+    # manifest, which no other image shares.
+    pushed_blobs = list((tmp_path / "big" / "blobs" / "sha256").iterdir())
+    assert state["blobs_deleted"] == len(pushed_blobs)
+    assert state["blob_bytes_freed"] == sum(b.stat().st_size for b in pushed_blobs)
     log = th.file("/var/log/regops-gc.log").content_string
-    assert "bytes freed" in log and "read-only" in log
-    assert th.file("/etc/docker/registry/serve.yml").linked_to.endswith("/config.yml")
+    assert f"{len(pushed_blobs)} blobs ({state['blob_bytes_freed']} bytes)" in log
+    assert "read-only for" in log
+    # Back to normal: clients go to the registry, the standby is gone.
+    assert th.file("/etc/nginx/regops/registry-mode.conf").linked_to.endswith("-normal.conf")
+    assert th.run("docker container inspect registry-standby").rc != 0
 
     for (repo, tag), digest in survivors.items():
         assert c.digest(repo, tag) == digest
@@ -79,3 +93,64 @@ def test_gc_frees_deleted_blobs_and_keeps_every_other_image(th, host_info, tmp_p
     assert again.returncode == 0, again.stderr
     pulled = pull(host_info, "team/gc/big", "big", tmp_path / "big-again")
     assert pulled.returncode == 0, pulled.stderr
+
+
+def test_gc_under_load_fails_no_pull_and_loses_no_image(th, host_info):
+    """10 pushers and a pull loop through the front door while the job runs as cron
+    runs it: pulls never fail, pushes in the read-only window are refused with 503
+    and retried, and every push the registry acknowledged can be pulled whole."""
+    seeder = client(host_info)
+    seeds = []
+    for n in range(3):
+        pushed = push_image(seeder, f"team/gcload/seed{n}", "v1", 1024 * 1024)
+        seeds.append((pushed.repository, pushed.tag))
+    doomed = push_image(seeder, "team/gcload/doomed", "v1", 2 * 1024 * 1024)
+    seeder.delete_manifest(doomed.repository, doomed.digest)
+
+    load = Load(lambda: client(host_info), seeds, pushers=10, pullers=2)
+    load.start()
+    try:
+        time.sleep(6)
+        gc = th.run(_cron_command(th))
+        time.sleep(4)
+    finally:
+        result = load.stop()
+    assert gc.rc == 0, th.file("/var/log/regops-gc.log").content_string[-2000:]
+    state = json.loads(th.file("/var/lib/regops/gc-last.json").content_string)
+    assert state["result"] == "ok" and state["readonly_seconds"] >= 1
+    assert state["blobs_deleted"] >= 3  # the doomed image: layer, config, manifest
+    assert result.pulls > 0 and result.pull_failures == []
+    assert result.refused > 0  # the read-only window did overlap the pushes
+    assert result.push_failures == []
+    assert len(result.acknowledged) > 10
+    assert verify(seeder, result.acknowledged) == []
+    for repository, tag in seeds:
+        pull_image(seeder, repository, tag)
+
+
+def test_gc_reclaims_abandoned_uploads_and_keeps_fresh_ones(th, host_info):
+    """A push that failed mid-upload (a full disk, a dropped connection) leaves its data
+    under _uploads/: GC deletes it once untouched for registry_gc_upload_max_age (1h)."""
+    c = client(host_info)
+    repo = "team/gc/broken"
+    started = {}
+    for name in ("old", "fresh"):
+        answer = c.request("POST", f"/v2/{repo}/blobs/uploads/")
+        assert answer.status == 202, answer.status
+        location = {k.lower(): v for k, v in answer.headers.items()}["location"]
+        chunk = c.request("PATCH", location, data=os.urandom(3 * 1024 * 1024),
+                          headers={"Content-Type": "application/octet-stream"})
+        assert chunk.status == 202, chunk.status
+        started[name] = location.split("/blobs/uploads/", 1)[1].split("?", 1)[0]
+    uploads = f"/var/lib/registry/docker/registry/v2/repositories/{repo}/_uploads"
+    old = f"{uploads}/{started['old']}"
+    assert th.file(old).is_directory
+    th.check_output(f"find {shlex.quote(old)} -exec touch -d '2 hours ago' {{}} +")
+
+    assert th.run(_cron_command(th)).rc == 0
+    state = json.loads(th.file("/var/lib/regops/gc-last.json").content_string)
+    assert state["uploads_deleted"] == 1
+    assert state["upload_bytes_freed"] >= 3 * 1024 * 1024
+    assert state["bytes_freed"] >= state["upload_bytes_freed"]
+    assert not th.file(old).exists
+    assert th.file(f"{uploads}/{started['fresh']}").is_directory

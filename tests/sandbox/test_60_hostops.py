@@ -201,7 +201,7 @@ def test_certs_status_matches_served_file_and_ca(hosts):
         operator = _operator_cert(h)
         assert entry["days_left"] == operator["days_left"]
         assert entry["served"]["serial"] == _served_serial(h) == operator["serial"]
-        on_host = ssh_host(h).file("/etc/docker/registry/tls/server.crt").content
+        on_host = ssh_host(h).file("/etc/nginx/regops/tls/server.crt").content
         assert entry["file"]["serial"] == pki.serial_hex(pki.load_leaf(on_host))
         assert entry["differ"] is False
     for reg in doc["registries"]:
@@ -220,7 +220,7 @@ def test_certs_renew_changes_the_served_certificate(hosts):
     assert entry["old_serial"] == before and entry["new_serial"] == after != before
     assert after == _operator_cert(h)["serial"]
     assert client(h).ping() == 200
-    assert client(h).catalog() == catalog  # data kept across the restart
+    assert client(h).catalog() == catalog  # the front door reloaded; the registry untouched
     assert _served_serial(hosts["sb2"]) == _operator_cert(hosts["sb2"])["serial"]
 
 

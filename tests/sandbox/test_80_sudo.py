@@ -57,10 +57,12 @@ def test_deploy_through_sudo_keeps_secrets_private_and_is_idempotent(sudo_host, 
     upload = th.file("/tmp/regops-upload-deploy")
     assert upload.is_directory and upload.user == "deploy" and upload.mode == 0o700
     assert th.check_output("ls -A /tmp/regops-upload-deploy") == ""
-    key = th.file("/etc/docker/registry/tls/server.key")
-    assert (key.user, key.group, key.mode) == ("root", "regops-registry", 0o640)
+    key = th.file("/etc/nginx/regops/tls/server.key")
+    assert (key.user, key.group, key.mode) == ("root", "root", 0o400)
+    assert th.check_output("ls -A /etc/nginx/regops/tls") == "server.crt\nserver.key"
     code = th.check_output(
-        "curl -s -o /dev/null -w '%{http_code}' --cacert /etc/docker/registry/tls/ca.crt "
+        "curl -s -o /dev/null -w '%{http_code}' "
+        f"--cacert /etc/docker/certs.d/{sudo_host['registry_name']}:5000/ca.crt "
         f"--resolve {sudo_host['registry_name']}:5000:127.0.0.1 "
         f"https://{sudo_host['registry_name']}:5000/v2/"
     )

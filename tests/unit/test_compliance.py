@@ -29,6 +29,7 @@ from regops.compliance.model import (
 from regops.hostops import remote
 from regops.inventory import InventoryHost
 from regops.secrets import pki
+from tests.conftest import require_command
 
 # --- results and exit codes ---------------------------------------------------------------
 
@@ -212,7 +213,7 @@ def test_table_shows_limitations_and_remedies():
                                      "1 error; exit 1")
 
 
-# --- the P-521 limitation, through sslyze's real profile checker -------------------------------
+# --- the Mozilla profile, through sslyze's real profile checker -------------------------------
 
 
 def _attempt(result: Any) -> SimpleNamespace:
@@ -238,7 +239,7 @@ def certificate(tmp_path_factory) -> Any:
 
 
 def fake_scan(certificate: Any, curves: list[str], tls10: bool = False) -> SimpleNamespace:
-    """What sslyze 6 returns for a Go registry: TLS 1.2/1.3, AEAD suites, the given curves."""
+    """What sslyze 6 returns for a server with TLS 1.2/1.3, AEAD suites, the given curves."""
     from sslyze import RobotScanResultEnum, ServerScanStatusEnum
 
     deployment = SimpleNamespace(received_certificate_chain=[certificate],
@@ -271,11 +272,11 @@ def test_profile_passes_without_p521(certificate):
     assert tls.evaluate(fake_scan(certificate, GO_CURVES)).status is Status.PASS
 
 
-def test_p521_alone_is_the_known_limitation_with_its_remedy(certificate):
+def test_p521_fails_and_says_the_registry_answers_not_the_front_door(certificate):
     verdict = tls.evaluate(fake_scan(certificate, [*GO_CURVES, "secp521r1"]))
-    assert verdict.status is Status.LIMITATION
-    assert "P-521" in verdict.detail and "no setting to remove it" in verdict.detail
-    assert "TLS-terminating proxy" in verdict.remedy
+    assert verdict.status is Status.FAIL
+    assert "P-521" in verdict.detail and "not the front door" in verdict.detail
+    assert "redeploy" in verdict.remedy
 
 
 def test_p521_does_not_hide_another_problem(certificate):
@@ -320,7 +321,7 @@ def container(**host_config: Any) -> dict:
           "NetworkMode": "bridge", "PidMode": "", "IpcMode": "private", "UTSMode": "",
           "Memory": 536870912, "PidsLimit": 256, "SecurityOpt": ["no-new-privileges:true"],
           "RestartPolicy": {"Name": "unless-stopped", "MaximumRetryCount": 0},
-          "PortBindings": {"5000/tcp": [{"HostIp": "0.0.0.0", "HostPort": "5000"}]}}
+          "PortBindings": {"5000/tcp": [{"HostIp": "127.0.0.1", "HostPort": "5010"}]}}
     hc.update(host_config)
     return {"Image": "sha256:abc", "Config": {"User": "5000:5000", "Image": "registry:2.8.3"},
             "State": {"Running": True, "StartedAt": "2030-01-01T00:00:00.1Z"}, "HostConfig": hc}
@@ -329,8 +330,7 @@ def container(**host_config: Any) -> dict:
 def snapshot(**overrides: Any) -> facts.HostFacts:
     stats = "\n".join([
         stat_line("/etc/docker", mode="755", kind="directory"),
-        stat_line("/etc/docker/registry/tls/server.key", group="regops-registry", gid=5000,
-                  mode="640"),
+        stat_line("/etc/nginx/regops/tls/server.key", mode="400"),
         stat_line("/usr/local/sbin/regops-gc", mode="755", ctime=NOW - 3600),
         stat_line("/etc/cron.d/regops-gc"),
     ])
@@ -342,6 +342,8 @@ def snapshot(**overrides: Any) -> facts.HostFacts:
         "gc_state": (1, "cat: /var/lib/regops/gc-last.json: No such file or directory"),
         "gc_cron": (0, "17 3 * * 0 root /usr/local/sbin/regops-gc >>/var/log/regops-gc.log"),
         "cron_active": (0, "active"),
+        "nginx_active": (0, "active"),
+        "frontdoor_mode": (0, "registry-normal.conf"),
         "listen": (0, "  sl  local_address rem_address   st\n"
                       "   0: 00000000:1388 00000000:0000 0A 00000000:00000000 00:00000000 0"),
         "data_fs": (0, "1000 50 4096"),
@@ -390,10 +392,11 @@ def test_listening_decodes_proc_net_tcp():
 
 def test_key_mode_and_owner(settings):
     assert checks.files_registry_key(ctx(settings, snapshot())).status is Status.PASS
-    loose = snapshot(stat=(0, stat_line("/etc/docker/registry/tls/server.key",
-                                        group="regops-registry", gid=5000, mode="644")))
+    loose = snapshot(stat=(0, stat_line("/etc/nginx/regops/tls/server.key",
+                                        group="regops-registry", gid=5000, mode="440")))
     verdict = checks.files_registry_key(ctx(settings, loose))
-    assert verdict.status is Status.FAIL and "mode 0644" in verdict.detail
+    assert verdict.status is Status.FAIL and "mode 0440" in verdict.detail
+    assert "group regops-registry" in verdict.detail
     missing = checks.files_registry_key(ctx(settings, snapshot(stat=(0, ""))))
     assert missing.status is Status.FAIL and "missing" in missing.detail
 
@@ -408,8 +411,8 @@ def test_key_mode_and_owner(settings):
     ({"RestartPolicy": {"Name": "always"}}, checks.container_restart_policy, "always"),
     ({"RestartPolicy": {"Name": "on-failure", "MaximumRetryCount": 0}},
      checks.container_restart_policy, "unlimited"),
-    ({"PortBindings": {"5000/tcp": [{"HostIp": "0.0.0.0", "HostPort": "5001"}]}},
-     checks.container_bound_address, "0.0.0.0:5001"),
+    ({"PortBindings": {"5000/tcp": [{"HostIp": "0.0.0.0", "HostPort": "5010"}]}},
+     checks.container_bound_address, "0.0.0.0:5010"),
 ])
 def test_container_checks_fail_on_what_they_guard(settings, changes, check, words):
     assert check(ctx(settings, snapshot())).status is Status.PASS
@@ -429,7 +432,7 @@ def test_root_user_fails(settings):
 def test_debug_port_published_or_listening_fails(settings):
     assert checks.registry_debug_port_closed(ctx(settings, snapshot())).status is Status.PASS
     published = container(PortBindings={
-        "5000/tcp": [{"HostIp": "0.0.0.0", "HostPort": "5000"}],
+        "5000/tcp": [{"HostIp": "127.0.0.1", "HostPort": "5010"}],
         "5001/tcp": [{"HostIp": "0.0.0.0", "HostPort": "5001"}]})
     verdict = checks.registry_debug_port_closed(
         ctx(settings, snapshot(container=(0, json.dumps([published])))))
@@ -437,6 +440,17 @@ def test_debug_port_published_or_listening_fails(settings):
     listening = snapshot(listen=(0, "   0: 00000000:1389 00000000:0000 0A"))
     verdict = checks.registry_debug_port_closed(ctx(settings, listening))
     assert verdict.status is Status.FAIL and "listens on 0.0.0.0" in verdict.detail
+
+
+def test_front_door_must_listen_and_send_v2_to_the_registry(settings):
+    assert checks.frontdoor_serving(ctx(settings, snapshot())).status is Status.PASS
+    stopped = checks.frontdoor_serving(ctx(settings, snapshot(nginx_active=(3, "inactive"))))
+    assert stopped.status is Status.FAIL and "nginx is not running" in stopped.detail
+    stuck = checks.frontdoor_serving(
+        ctx(settings, snapshot(frontdoor_mode=(0, "registry-gc.conf"))))
+    assert stuck.status is Status.FAIL and "registry-gc.conf" in stuck.detail
+    deaf = checks.frontdoor_serving(ctx(settings, snapshot(listen=(0, ""))))
+    assert deaf.status is Status.FAIL and "nothing listens on 0.0.0.0:5000" in deaf.detail
 
 
 def test_image_must_be_the_inventorys_and_unmoved(settings):
@@ -538,13 +552,10 @@ def test_units_run_the_same_command(tmp_path):
 def test_units_pass_systemd_analyze_verify(tmp_path):
     """systemd's own parser accepts the units (when systemd-analyze is installed)."""
     import getpass
-    import shutil
     import subprocess
     import sys
 
-    analyze = shutil.which("systemd-analyze")
-    if analyze is None:
-        pytest.skip("systemd-analyze is not installed")
+    analyze = require_command("systemd-analyze", "systemd")
     rendered = units.render(["-i", str(tmp_path / "inv.py"), "--skip", "files.*"],
                             inventory=str(tmp_path / "inv.py"), workdir=str(tmp_path),
                             user=getpass.getuser(), calendar="hourly", python=sys.executable,

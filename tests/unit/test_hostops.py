@@ -23,8 +23,10 @@ from regops.secrets import pki
 from regops.secrets import store as secrets
 
 ROOT = Path(__file__).resolve().parents[2]
-GC_OK = {"time": "2030-06-01T03:17:02Z", "result": "ok", "exit_code": 0, "bytes_freed": 8388608,
-         "readonly_seconds": 3, "duration_seconds": 5, "message": "2 blobs deleted"}
+GC_OK = {"time": "2030-06-01T03:17:02Z", "result": "ok", "exit_code": 0, "bytes_freed": 8390000,
+         "blobs_deleted": 2, "blob_bytes_freed": 8388608, "uploads_deleted": 1,
+         "upload_bytes_freed": 1392, "readonly_seconds": 3, "duration_seconds": 5,
+         "message": "2 blobs (8388608 bytes) and 1 unfinished uploads (1392 bytes) deleted"}
 
 
 # --------------------------------------------------------------------------- gc
@@ -61,7 +63,7 @@ START = int(datetime(2030, 6, 1, 3, 17, tzinfo=UTC).timestamp())
 
 def test_gc_result_ok():
     entry = gc.gc_result("reg1", 0, _gc_output(START, 0, GC_OK))
-    assert entry["ok"] and entry["error"] is None and entry["bytes_freed"] == 8388608
+    assert entry["ok"] and entry["error"] is None and entry["bytes_freed"] == 8390000
     assert entry["host"] == "reg1" and entry["readonly_seconds"] == 3
 
 

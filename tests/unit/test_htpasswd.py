@@ -3,7 +3,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import bcrypt
 import pytest
 
 from regops.secrets import htpasswd
+from tests.conftest import require_command
 
 PEPPER = b"p" * 32
 COST = 4  # fast tests; the caller enforces the production minimum
@@ -114,8 +114,8 @@ def test_verify_false_on_garbage_hash() -> None:
     assert not htpasswd.verify("admin:not-a-bcrypt-hash\n", "admin", "pw")
 
 
-@pytest.mark.skipif(shutil.which("htpasswd") is None, reason="apache2-utils not installed")
 def test_apache_htpasswd_accepts_our_file(tmp_path: Path) -> None:
+    require_command("htpasswd", "apache2-utils")
     password = "Apache-Compat-Password-1"
     path = tmp_path / "htpasswd"
     path.write_text(

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import shutil
 import stat
 import subprocess
 from datetime import UTC, datetime, timedelta
@@ -15,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from regops.secrets import pki
+from tests.conftest import require_command
 
 NOW = datetime(2030, 6, 1, 12, 0, tzinfo=UTC)
 NAMES = ["registry.example.com", "10.0.0.5"]
@@ -257,8 +257,8 @@ def test_ipv6_and_bracketed_names(tmp_path: Path) -> None:
     assert pki.check_provided(sc.cert_pem, sc.key_pem, ["fd00::5", "[fd00::5]"], NOW) == []
 
 
-@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl not installed")
 def test_openssl_verifies_chain(tmp_path: Path) -> None:
+    require_command("openssl", "openssl")
     pki.ensure_server_cert(tmp_path, NAMES)  # real clock: openssl checks validity
     result = subprocess.run(
         [

@@ -7,8 +7,13 @@ import subprocess
 
 import yaml
 
+from regops import hostpaths
+from regops.config.keys import INTERMEDIATE_CIPHERS
 from regops.config.settings import load
 from regops.deploy import render
+from regops.tasks.frontdoor import frontdoor_unit
+from regops.tasks.registry import registry_unit
+from tests.conftest import require_command
 
 
 def _settings(base_data, **extra):
@@ -21,14 +26,10 @@ def test_registry_config_is_complete_and_hardened(base_data):
     assert config["storage"]["delete"]["enabled"] is True
     assert config["storage"]["filesystem"]["rootdirectory"] == "/var/lib/registry"
     assert config["storage"]["maintenance"]["readonly"]["enabled"] is False
+    assert config["storage"]["maintenance"]["uploadpurging"]["enabled"] is True
     assert config["http"]["secret"] == "the-http-secret"
-    tls = config["http"]["tls"]
-    assert tls["minimumtls"] == "tls1.2"
-    assert tls["ciphersuites"] and all(
-        "CBC" not in c and "RSA_WITH" not in c.replace("ECDHE_RSA_WITH", "")
-        for c in tls["ciphersuites"]
-    )
-    assert tls["key"] == "/etc/docker/registry/tls/server.key"
+    # Plain HTTP on loopback: the front door speaks TLS to clients.
+    assert "tls" not in config["http"] and config["http"]["addr"] == ":5000"
     assert config["auth"]["htpasswd"]["path"] == "/etc/docker/registry/htpasswd"
     assert config["http"]["headers"]["X-Content-Type-Options"] == ["nosniff"]
     assert config["health"]["storagedriver"]["enabled"] is True
@@ -40,8 +41,11 @@ def test_readonly_variant_differs_only_in_maintenance_mode(base_data):
     s = _settings(base_data)
     normal = yaml.safe_load(render.registry_config(s, "x"))
     readonly = yaml.safe_load(render.registry_config(s, "x", readonly=True))
-    assert readonly["storage"]["maintenance"]["readonly"]["enabled"] is True
-    readonly["storage"]["maintenance"]["readonly"]["enabled"] = False
+    maintenance = readonly["storage"]["maintenance"]
+    assert maintenance["readonly"]["enabled"] is True
+    assert maintenance["uploadpurging"]["enabled"] is False  # the writable one purges
+    maintenance["readonly"]["enabled"] = False
+    maintenance["uploadpurging"]["enabled"] = True
     assert readonly == normal
 
 
@@ -51,40 +55,105 @@ def test_debug_listener_only_on_localhost_when_enabled(base_data):
     assert debug["addr"] == "127.0.0.1:5001" and debug["prometheus"]["enabled"] is True
 
 
+def _spec(s) -> dict:
+    """The container spec as bash reads it."""
+    text = render.template("etc/docker/registry/registry.spec", s)
+    out = subprocess.run(
+        ["bash", "-c", 'source /dev/stdin; printf "%s\\n" "$IMAGE" "$CONFIG_IN_CONTAINER" '
+         '"${RUN_ARGS[@]}"'],
+        input=text, capture_output=True, text=True, check=True,
+    ).stdout.splitlines()
+    return {"image": out[0], "config": out[1], "args": out[2:]}
+
+
 def test_registry_3_uses_its_own_config_path(base_data):
     s = _settings(base_data, registry_image="registry:3.0.0")
-    config = yaml.safe_load(render.registry_config(s, "x"))
-    assert config["http"]["tls"]["certificate"] == "/etc/distribution/tls/server.crt"
-    argv = render.docker_run_argv(s)
-    assert "/etc/docker/registry:/etc/distribution:ro" in argv
-    assert argv[-2:] == ["serve", "/etc/distribution/serve.yml"]
+    spec = _spec(s)
+    assert spec["config"] == "/etc/distribution"
+    assert "/etc/docker/registry:/etc/distribution:ro" in spec["args"]
 
 
-def test_container_is_hardened(base_data):
-    argv = render.docker_run_argv(_settings(base_data, registry_bind_address="10.0.0.5"))
-    joined = " ".join(argv)
+def test_container_spec_is_hardened(base_data):
+    spec = _spec(_settings(base_data, registry_memory_limit="256m"))
+    joined = " ".join(spec["args"])
     for flag in (
         "--read-only",
         "--cap-drop ALL",
         "--security-opt no-new-privileges:true",
         "--user 5000:5000",
-        "--memory 512m",
+        "--memory 256m",
+        "--memory-swap 256m",
         "--pids-limit 256",
-        "--restart unless-stopped",
-        "--publish 10.0.0.5:5000:5000",
+        "--volume /var/lib/registry:/var/lib/registry",
     ):
         assert flag in joined
-    assert "--privileged" not in joined and "--network host" not in joined
-    assert f"{render.SPEC_LABEL}=" in joined
+    assert "--privileged" not in joined and "--network" not in joined
+    # Name, loopback port, restart policy and role are the control script's, per instance.
+    assert "--publish" not in joined and "--name" not in joined
+    assert spec["image"] == "registry:2.8.3"
 
 
-def test_spec_hash_tracks_the_container_spec_only(base_data):
-    base = render.spec_hash(_settings(base_data))
-    assert render.spec_hash(_settings(base_data)) == base
-    assert render.spec_hash(_settings(base_data, registry_port=5443)) != base
-    assert render.spec_hash(_settings(base_data, registry_image="registry:2.8.2")) != base
-    # Config-only changes restart the container; they do not recreate it.
-    assert render.spec_hash(_settings(base_data, registry_log_level="debug")) == base
+def _digest(base_data, **extra) -> str:
+    return registry_unit(_settings(base_data, **extra)).digest
+
+
+def test_the_registry_is_replaced_when_its_spec_or_config_changes_and_only_then(base_data):
+    base = _digest(base_data)
+    assert _digest(base_data) == base
+    assert _digest(base_data, registry_image="registry:2.8.2") != base  # spec
+    assert _digest(base_data, registry_memory_limit="1g") != base  # spec
+    assert _digest(base_data, registry_log_level="debug") != base  # config
+    # Users come and go without a restart (the registry re-reads htpasswd); the front
+    # door's port, names and certificate are not the registry's business.
+    assert _digest(base_data, registry_users=["admin", "ci"]) == base
+    assert _digest(base_data, registry_port=5443) == base
+    assert _digest(base_data, registry_extra_names=["10.0.0.5"]) == base
+
+
+def test_front_door_site_is_mozilla_intermediate_and_streams(base_data):
+    s = _settings(base_data, registry_bind_address="10.0.0.5", registry_backend_port=6000)
+    site = render.template("etc/nginx/conf.d/regops.conf", s)
+    assert "listen 10.0.0.5:5000 ssl;" in site
+    assert "ssl_protocols TLSv1.2 TLSv1.3;" in site
+    assert "ssl_ecdh_curve X25519:prime256v1:secp384r1;" in site
+    ciphers = next(line for line in site.splitlines() if "ssl_ciphers" in line)
+    assert ciphers.strip() == "ssl_ciphers " + ":".join(INTERMEDIATE_CIPHERS) + ";"
+    assert "ssl_certificate_key /etc/nginx/regops/tls/server.key;" in site
+    for directive in ("client_max_body_size 0;", "proxy_request_buffering off;",
+                      "proxy_buffering off;", "proxy_http_version 1.1;",
+                      "proxy_set_header Host $http_host;",
+                      "proxy_set_header X-Forwarded-Proto $scheme;"):
+        assert directive in site
+    assert "server 127.0.0.1:6000 max_fails=0;" in site
+    assert "server 127.0.0.1:6001 backup;" in site
+    assert "include /etc/nginx/regops/registry-mode.conf;" in site
+    ipv6 = render.template("etc/nginx/conf.d/regops.conf", _settings(base_data,
+                           registry_bind_address="::"))
+    assert "listen [::]:5000 ssl;" in ipv6
+
+
+def test_front_door_modes(base_data):
+    s = _settings(base_data)
+    normal = render.template("etc/nginx/regops/registry-normal.conf", s)
+    standby = render.template("etc/nginx/regops/registry-standby.conf", s)
+    gc = render.template("etc/nginx/regops/registry-gc.conf", s)
+    assert "proxy_pass http://regops_registry;" in normal
+    assert "proxy_pass http://regops_registry_standby;" in standby
+    assert "proxy_pass http://regops_registry_standby;" in gc
+    assert "$request_method !~ ^(GET|HEAD)$" in gc and "return 503;" in gc
+
+
+def test_host_scripts_pass_shellcheck(base_data, tmp_path):
+    require_command("shellcheck", "shellcheck")
+    s = _settings(base_data)
+    staged = [i.path for i in frontdoor_unit(s).inputs]
+    for path in (hostpaths.REGISTRY_CONTROL, hostpaths.FRONTDOOR_CONTROL, hostpaths.GC_SCRIPT,
+                 hostpaths.SCRIPT_LIB):
+        script = tmp_path / path.rsplit("/", 1)[-1]
+        script.write_text(render.template(path, s, staged=staged))
+        result = subprocess.run(["shellcheck", "-s", "bash", "-S", "warning", str(script)],
+                                capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout
 
 
 def test_daemon_json_hardening_and_overrides(base_data):
@@ -107,8 +176,13 @@ def test_gc_script_is_valid_bash_and_follows_the_data(base_data, tmp_path):
         "usr/local/sbin/regops-gc", _settings(base_data, registry_gc_delete_untagged=True)
     )
     assert "DELETE_UNTAGGED=1" in untagged
-    assert "config-readonly.yml" in script and "flock -n 9" in script
+    assert "standby-start config-readonly.yml" in script and 'take_lock "$LOCK_WAIT"' in script
     assert "{{.State.Running}}" in script
+    assert "UPLOAD_MAX_AGE_MINUTES=60" in script
+    hours = render.template(
+        "usr/local/sbin/regops-gc", _settings(base_data, registry_gc_upload_max_age="2d")
+    )
+    assert "UPLOAD_MAX_AGE_MINUTES=2880" in hours
 
 
 def test_cron_file_uses_the_schedule(base_data):

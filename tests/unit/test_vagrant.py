@@ -2,27 +2,21 @@
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
-
-import pytest
 
 from regops.config.keys import KEY_NAMES
 from regops.config.settings import check_data
 from regops.inventory import load_inventory
+from tests.conftest import require_command
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_vagrantfile_is_valid_for_every_provider():
     """Syntax and settings of every provider block; booting it is tests/sandbox/test_90."""
-    if not shutil.which("vagrant"):
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("vagrant is missing (scripts/setup installs it)")
-        pytest.skip("vagrant is not installed")
+    require_command("vagrant", "vagrant")
     result = subprocess.run(
         ["vagrant", "validate", "--ignore-provider"],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
