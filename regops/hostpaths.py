@@ -23,6 +23,7 @@ def certs_d(address: str) -> str:
 SCRIPT_LIB = "/usr/local/lib/regops/common.sh"
 REGISTRY_CONTROL = "/usr/local/sbin/regops-registry"
 FRONTDOOR_CONTROL = "/usr/local/sbin/regops-frontdoor"
+REGISTRY_BOOT_UNIT = "/etc/systemd/system/regops-registry.service"
 APPLIED_DIR = f"{STATE_DIR}/applied"  # digests of what the systemd-run units loaded
 
 # The front door: Debian's nginx, with one site of ours.

@@ -10,11 +10,12 @@ survives every replacement.
 Its keys: the `registry` concern of `regops.config.keys` (README: Data keys).
 """
 
+from io import StringIO
 from pathlib import Path
 
 from pyinfra import host
 from pyinfra.api import deploy
-from pyinfra.operations import files, server
+from pyinfra.operations import files, server, systemd
 
 from regops import hostpaths
 from regops.config.settings import Settings
@@ -69,6 +70,23 @@ def apply(s: Settings) -> None:
     )
     _image(s)
     unit.install_control(s, hostpaths.REGISTRY_CONTROL)
+    boot_unit = files.put(
+        name="Install regops-registry.service, which restores the registry after a boot",
+        src=StringIO(render.template(hostpaths.REGISTRY_BOOT_UNIT, s)),
+        dest=hostpaths.REGISTRY_BOOT_UNIT,
+        user="root",
+        group="root",
+        mode="0644",
+    )
+    systemd.daemon_reload(
+        name="Make systemd read regops-registry.service again", _if=boot_unit.did_change
+    )
+    systemd.service(
+        name="Run regops-registry.service at every boot",
+        service="regops-registry.service",
+        running=None,
+        enabled=True,
+    )
     unit.ensure(registry_unit(s))
     files.file(
         name="Remove the serve.yml link of regops before the front door",

@@ -262,3 +262,4 @@ def test_a_certificate_written_but_not_loaded_is_loaded(hosts, sandbox):
         assert pki.serial_hex(served) == pki.serial_hex(on_disk)
         client(h).catalog()  # verified TLS with the registry's CA
     _settled(hosts)
+
