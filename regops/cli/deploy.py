@@ -12,19 +12,13 @@ import sys
 
 import click
 
+from regops.cli.common import inventory_option
 from regops.deploys import SITE_DEPLOY
 from regops.errors import UsageError
 
 
 @click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
-@click.option(
-    "-i",
-    "--inventory",
-    envvar="REGOPS_INVENTORY",
-    required=True,
-    metavar="PATH",
-    help="pyinfra inventory of the registry hosts [env REGOPS_INVENTORY].",
-)
+@inventory_option
 @click.argument("pyinfra_args", nargs=-1, type=click.UNPROCESSED)
 def deploy(inventory: str, pyinfra_args: tuple[str, ...]) -> None:
     """Deploy registries to the inventory's hosts (pyinfra with the packaged deploy file).
