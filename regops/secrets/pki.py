@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -479,3 +479,71 @@ def load_leaf(data: bytes) -> x509.Certificate:
     if b"-----BEGIN" in data:
         return x509.load_pem_x509_certificates(data)[0]
     return x509.load_der_x509_certificate(data)
+
+
+# --- token signing ------------------------------------------------------------------
+
+TOKEN_DIR = "token"  # below a registry's pki directory: the token CA and its signer
+TOKEN_CERT, TOKEN_KEY = "signer.crt", "signer.key"
+
+
+@dataclass(frozen=True)
+class TokenSigner:
+    """What signs the registry's tokens: a key and its certificate under the token CA,
+    which the registry trusts (`rootcertbundle`). Separate from the TLS CA, so the
+    token key can be rotated without touching what clients trust."""
+
+    ca_pem: bytes
+    cert_pem: bytes
+    key_pem: bytes = field(repr=False)
+
+
+def _issue_signer(ca: x509.Certificate, ca_key: PrivateKey, days: int, now: datetime
+                  ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    not_before = now - BACKDATE
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "regops token signer")]))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(min(not_before + timedelta(days=days), ca.not_valid_after_utc))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(ca_key, _sign_hash(ca_key))
+    )
+    return cert, key
+
+
+def ensure_token_signer(pki_dir: Path, days: int = 365, renew_days: int = 30,
+                        now: datetime | None = None, force: bool = False) -> TokenSigner:
+    """The token CA (made once) and a signing key and certificate under it, reused until
+    fewer than `renew_days` are left (or `force`)."""
+    token_dir = Path(pki_dir) / TOKEN_DIR
+    ca, ca_key = ensure_ca(token_dir, "regops token CA", now)
+    cert_path, key_path = token_dir / TOKEN_CERT, token_dir / TOKEN_KEY
+    current = _now(now)
+    if not force and cert_path.exists() and key_path.exists():
+        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        if days_left(cert, current) >= renew_days:
+            return TokenSigner(_cert_pem(ca), cert_path.read_bytes(), key_path.read_bytes())
+    cert, key = _issue_signer(ca, ca_key, days, current)
+    write_atomic(key_path, _key_pem(key), 0o600)
+    write_atomic(cert_path, _cert_pem(cert), 0o644)
+    return TokenSigner(_cert_pem(ca), _cert_pem(cert), _key_pem(key))

@@ -1,0 +1,373 @@
+"""The token protocol against the real registry binary (Debian's docker-registry, as in
+the sandbox image) and the real token service, both on loopback: what the registry
+accepts and refuses, exactly as it checks tokens. No host needed."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import socket
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from datetime import date
+from http.server import ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import bcrypt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from regops.registry.images import image_config, image_manifest, sha256
+from regops.secrets import pki
+from regops_token import jws
+from regops_token.rules import parse_policy, policy_to_json
+from regops_token.server import Config, TokenService, make_handler
+from tests.conftest import require_command
+
+SERVICE = "reg.test"
+PASSWORDS = {"alice": "alice-password-1", "bob": "bob-password-22", "carol": "carol-password-3"}
+ROBOT_SECRET = "robot-secret-value-4"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _htpasswd(path: Path, entries: dict[str, str]) -> None:
+    path.write_text("".join(f"{n}:{bcrypt.hashpw(p.encode(), bcrypt.gensalt(4)).decode()}\n"
+                            for n, p in entries.items()))
+
+
+class Stack:
+    """A registry with token auth and our token service, on loopback."""
+
+    def __init__(self, tmp: Path, today: date = date(2026, 1, 1)) -> None:
+        self.tmp = tmp
+        signer = pki.ensure_token_signer(tmp / "pki")
+        (tmp / "token-ca.crt").write_bytes(signer.ca_pem)
+        (tmp / "signer.key").write_bytes(signer.key_pem)
+        (tmp / "signer.crt").write_bytes(signer.cert_pem)
+        _htpasswd(tmp / "users", PASSWORDS)
+        _htpasswd(tmp / "robots", {"ci-platform": ROBOT_SECRET, "old-robot": ROBOT_SECRET})
+        policy = parse_policy(list(PASSWORDS), groups={"platform": ["alice", "bob"]},
+                              admins=["alice"], access=[
+            {"repositories": "platform/**", "who": ["group:platform"],
+             "actions": ["pull", "push", "delete"]},
+            {"repositories": "public/**", "who": ["anonymous"], "actions": ["pull"]},
+            {"repositories": "${user}/**", "who": ["authenticated"],
+             "actions": ["pull", "push", "delete"]},
+            {"repositories": "**", "who": ["authenticated"], "actions": ["pull"]},
+        ], robots={
+            "ci-platform": {"repositories": ["platform/**"], "actions": ["pull", "push"],
+                            "expires": "2027-06-30"},
+            "old-robot": {"repositories": ["platform/**"], "actions": ["pull"],
+                          "expires": "2025-12-31"},
+        })
+        self.token_port, self.port = _free_port(), _free_port()
+        config = {
+            "service": SERVICE, "issuer": "regops-token", "ttl": 300,
+            "listen": f"127.0.0.1:{self.token_port}", "key": str(tmp / "signer.key"),
+            "chain": str(tmp / "signer.crt"), "users": str(tmp / "users"),
+            "robots": str(tmp / "robots"), "audit": str(tmp / "audit.log"),
+            "policy": policy_to_json(policy),
+        }
+        (tmp / "token.json").write_text(json.dumps(config))
+        self.service = TokenService(Config.load(str(tmp / "token.json")), today=lambda: today)
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.token_port),
+                                          make_handler(self.service))
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        (tmp / "registry.yml").write_text(f"""
+version: 0.1
+log: {{level: error}}
+storage:
+  filesystem: {{rootdirectory: {tmp / 'data'}}}
+  delete: {{enabled: true}}
+http:
+  addr: 127.0.0.1:{self.port}
+  secret: not-a-secret-here
+auth:
+  token:
+    realm: http://127.0.0.1:{self.token_port}/auth/token
+    service: {SERVICE}
+    issuer: regops-token
+    rootcertbundle: {tmp / 'token-ca.crt'}
+""")
+        self.registry = subprocess.Popen(
+            ["docker-registry", "serve", str(tmp / "registry.yml")],
+            stdout=subprocess.DEVNULL, stderr=(tmp / "registry.log").open("w"))
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if self.status("GET", "/v2/")[0] == 401:
+                    break
+            except urllib.error.URLError:
+                pass  # not listening yet
+            assert time.monotonic() < deadline, (tmp / "registry.log").read_text()
+            time.sleep(0.2)
+
+    def close(self) -> None:
+        self.registry.terminate()
+        self.registry.wait(10)
+        self.server.shutdown()
+
+    # ---------------------------------------------------------------- clients
+
+    def token(self, *scopes: str, user: str | None = None, password: str | None = None,
+              extra: str = "") -> tuple[int, dict[str, Any]]:
+        query = urllib.parse.urlencode([("service", SERVICE), *(("scope", s) for s in scopes)])
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.token_port}/auth/token?{query}{extra}")
+        if user is not None:
+            secret = password if password is not None else PASSWORDS.get(user, ROBOT_SECRET)
+            basic = base64.b64encode(f"{user}:{secret}".encode()).decode()
+            request.add_header("Authorization", f"Basic {basic}")
+        return _open(request)
+
+    def post_token(self, **form: str) -> tuple[int, dict[str, Any]]:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.token_port}/auth/token",
+            data=urllib.parse.urlencode({"service": SERVICE, **form}).encode(), method="POST")
+        return _open(request)
+
+    def bearer(self, *scopes: str, **who: Any) -> str:
+        status, doc = self.token(*scopes, **who)
+        assert status == 200, doc
+        return str(doc["token"])
+
+    def status(self, method: str, path: str, token: str | None = None, data: bytes | None = None,
+               headers: dict[str, str] | None = None) -> tuple[int, dict[str, str]]:
+        url = path if path.startswith("http") else f"http://127.0.0.1:{self.port}{path}"
+        request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+        if token:
+            request.add_header("Authorization", f"Bearer {token}")
+        try:
+            with urllib.request.urlopen(request, timeout=10) as answer:
+                return answer.status, dict(answer.headers.items())
+        except urllib.error.HTTPError as error:
+            return error.code, dict(error.headers.items())
+
+    def push(self, repository: str, tag: str, token: str) -> int:
+        """Blob, config and manifest; the status of the first refused step or 201."""
+        layer = os.urandom(1024)
+        config = image_config("2026-01-01T00:00:00Z")
+        for blob in (layer, config):
+            status, headers = self.status("POST", f"/v2/{repository}/blobs/uploads/", token)
+            if status != 202:
+                return status
+            location = headers["Location"]
+            joiner = "&" if "?" in location else "?"
+            status, _ = self.status("PUT", f"{location}{joiner}digest={sha256(blob)}", token,
+                                    data=blob,
+                                    headers={"Content-Type": "application/octet-stream"})
+            if status != 201:
+                return status
+        media_type, body = image_manifest(config, [layer])
+        status, _ = self.status("PUT", f"/v2/{repository}/manifests/{tag}", token, data=body,
+                                headers={"Content-Type": media_type})
+        return status
+
+
+def _open(request: urllib.request.Request) -> tuple[int, dict[str, Any]]:
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"{}")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    require_command("docker-registry", "docker-registry")
+    s = Stack(tmp_path_factory.mktemp("token"))
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+def test_the_challenge_names_our_realm_and_the_service(stack):
+    status, headers = stack.status("GET", "/v2/")
+    challenge = headers["Www-Authenticate"]
+    assert status == 401 and challenge.startswith("Bearer ")
+    assert f'realm="http://127.0.0.1:{stack.token_port}/auth/token"' in challenge
+    assert f'service="{SERVICE}"' in challenge
+
+
+def test_group_members_push_others_only_pull(stack):
+    bob = stack.bearer("repository:platform/app:pull,push", user="bob")
+    assert stack.push("platform/app", "1.0", bob) == 201
+    carol = stack.bearer("repository:platform/app:pull,push", user="carol")
+    assert stack.push("platform/app", "2.0", carol) == 401  # pull only
+    assert stack.status("GET", "/v2/platform/app/manifests/1.0", carol,
+                        headers={"Accept": "application/vnd.oci.image.manifest.v1+json"}
+                        )[0] == 200
+
+
+def test_everyone_pushes_under_their_own_name(stack):
+    carol = stack.bearer("repository:carol/tool:pull,push", user="carol")
+    assert stack.push("carol/tool", "1", carol) == 201
+    bob = stack.bearer("repository:carol/tool:pull,push", user="bob")
+    assert stack.push("carol/tool", "2", bob) == 401
+
+
+def test_anonymous_pulls_public_and_nothing_else(stack):
+    alice = stack.bearer("repository:public/base:pull,push", user="alice")
+    assert stack.push("public/base", "1", alice) == 201
+    anonymous = stack.bearer("repository:public/base:pull,push")
+    manifest = {"Accept": "application/vnd.oci.image.manifest.v1+json"}
+    assert stack.status("GET", "/v2/public/base/manifests/1", anonymous, headers=manifest
+                        )[0] == 200
+    assert stack.push("public/base", "2", anonymous) == 401
+    private = stack.bearer("repository:platform/app:pull")
+    assert stack.status("GET", "/v2/platform/app/manifests/1.0", private, headers=manifest
+                        )[0] == 401
+
+
+def test_delete_needs_the_delete_right_and_star_brings_it(stack):
+    alice = stack.bearer("repository:alice/x:pull,push", user="alice")
+    assert stack.push("alice/x", "1", alice) == 201
+    _, headers = stack.status("HEAD", "/v2/alice/x/manifests/1", alice, headers={
+        "Accept": "application/vnd.oci.image.manifest.v1+json"})
+    digest = headers["Docker-Content-Digest"]
+    # Not `pull,push`: the registry wants `delete` (or `*`).
+    assert stack.status("DELETE", f"/v2/alice/x/manifests/{digest}", alice)[0] == 401
+    carol = stack.bearer("repository:alice/x:*", user="carol")  # carol may only pull there
+    assert stack.status("DELETE", f"/v2/alice/x/manifests/{digest}", carol)[0] == 401
+    _, doc = stack.token("repository:alice/x:*", user="alice")
+    granted = json.loads(jws.unb64url(doc["token"].split(".")[1]))["access"]
+    assert granted == [{"type": "repository", "name": "alice/x",
+                        "actions": ["pull", "push", "delete"]}]
+    assert stack.status("DELETE", f"/v2/alice/x/manifests/{digest}",
+                        doc["token"])[0] == 202
+
+
+def test_the_catalog_is_for_admins(stack):
+    assert stack.status("GET", "/v2/_catalog",
+                        stack.bearer("registry:catalog:*", user="alice"))[0] == 200
+    assert stack.status("GET", "/v2/_catalog",
+                        stack.bearer("registry:catalog:*", user="bob"))[0] == 401
+
+
+def test_a_cross_repository_mount_needs_pull_on_the_source(stack):
+    bob = stack.bearer("repository:platform/src:pull,push", user="bob")
+    layer = os.urandom(512)
+    status, headers = stack.status("POST", "/v2/platform/src/blobs/uploads/", bob)
+    joiner = "&" if "?" in headers["Location"] else "?"
+    stack.status("PUT", f"{headers['Location']}{joiner}digest={sha256(layer)}", bob, data=layer,
+                 headers={"Content-Type": "application/octet-stream"})
+    mount = f"/v2/carol/copy/blobs/uploads/?mount={sha256(layer)}&from=platform/src"
+    # carol pushes to her own repository and may pull platform/src (rule 4): mounted.
+    carol = stack.bearer("repository:carol/copy:pull,push", "repository:platform/src:pull",
+                         user="carol")
+    assert stack.status("POST", mount, carol)[0] == 201
+    # Without pull on the source the registry refuses, asking for that scope too.
+    only_dest = stack.bearer("repository:carol/copy2:pull,push", user="carol")
+    status, headers = stack.status("POST", mount.replace("copy", "copy2"), only_dest)
+    assert status == 401 and "repository:platform/src:pull" in headers["Www-Authenticate"]
+
+
+def test_the_registry_refuses_tokens_that_are_not_right(stack):
+    key = serialization.load_pem_private_key((stack.tmp / "signer.key").read_bytes(), None)
+    chain = [pki.load_leaf((stack.tmp / "signer.crt").read_bytes())]
+    now = int(time.time())
+    good = {"iss": "regops-token", "sub": "alice", "aud": SERVICE, "exp": now + 300,
+            "nbf": now - 10, "iat": now, "jti": "x",
+            "access": [{"type": "registry", "name": "catalog", "actions": ["*"]}]}
+    assert stack.status("GET", "/v2/_catalog", jws.sign(good, key, chain))[0] == 200
+    for change in ({"aud": "other"}, {"aud": [SERVICE]}, {"iss": "someone"},
+                   {"exp": now - 120}, {"nbf": now + 120}):
+        assert stack.status("GET", "/v2/_catalog", jws.sign({**good, **change}, key, chain)
+                            )[0] == 401, change
+    stranger = pki.ensure_token_signer(stack.tmp / "other-pki")
+    foreign_key = serialization.load_pem_private_key(stranger.key_pem, None)
+    assert isinstance(foreign_key, ec.EllipticCurvePrivateKey)
+    assert stack.status("GET", "/v2/_catalog",
+                        jws.sign(good, foreign_key, [pki.load_leaf(stranger.cert_pem)]))[0] == 401
+
+
+def test_a_new_signing_key_under_the_same_ca_needs_no_registry_restart(stack):
+    renewed = pki.ensure_token_signer(stack.tmp / "pki", force=True)
+    (stack.tmp / "signer.key").write_bytes(renewed.key_pem)
+    (stack.tmp / "signer.crt").write_bytes(renewed.cert_pem)
+    time.sleep(0.05)
+    token = stack.bearer("registry:catalog:*", user="alice")
+    header = json.loads(jws.unb64url(token.split(".")[0]))
+    assert base64.b64decode(header["x5c"][0]) == pki.load_leaf(renewed.cert_pem).public_bytes(
+        serialization.Encoding.DER)
+    assert stack.status("GET", "/v2/_catalog", token)[0] == 200
+
+
+def test_wrong_credentials_get_401_and_are_logged(stack):
+    status, doc = stack.token("repository:platform/app:pull", user="bob", password="nope")
+    assert status == 401 and doc["errors"][0]["code"] == "UNAUTHORIZED"
+    status, _ = stack.token(user="nobody", password="nope")
+    assert status == 401
+    lines = [json.loads(line) for line in (stack.tmp / "audit.log").read_text().splitlines()]
+    failed = [e for e in lines if e["event"] == "login_failed"]
+    assert {e["subject"] for e in failed} >= {"bob", "nobody"}
+    assert all(e["reason"] in ("wrong password", "unknown name") for e in failed)
+
+
+def test_every_decision_is_one_audit_line(stack):
+    stack.token("repository:platform/app:*", user="carol")
+    last = json.loads((stack.tmp / "audit.log").read_text().splitlines()[-1])
+    assert last["event"] == "token" and last["subject"] == "user:carol"
+    assert last["requested"] == ["repository:platform/app:*"]
+    assert last["granted"] == ["repository:platform/app:pull"]
+
+
+def test_robots_push_where_their_rules_say_and_expire(stack):
+    robot = stack.bearer("repository:platform/ci:pull,push", user="ci-platform")
+    assert stack.push("platform/ci", "1", robot) == 201
+    elsewhere = stack.bearer("repository:carol/tool:pull,push", user="ci-platform")
+    assert stack.push("carol/tool", "9", elsewhere) == 401
+    status, _ = stack.token("repository:platform/ci:pull", user="old-robot")
+    assert status == 401  # expired
+    lines = (stack.tmp / "audit.log").read_text()
+    assert "robot expired on 2025-12-31" in lines
+
+
+def test_post_password_and_refresh_token_grants(stack):
+    status, doc = stack.post_token(grant_type="password", username="bob",
+                                   password=PASSWORDS["bob"], client_id="containerd-client",
+                                   access_type="offline",
+                                   scope="repository:platform/app:pull repository:bob/x:push")
+    assert status == 200 and doc["access_token"] and doc["refresh_token"]
+    assert doc["scope"] == "repository:platform/app:pull repository:bob/x:push"
+    refresh = doc["refresh_token"]
+    status, again = stack.post_token(grant_type="refresh_token", refresh_token=refresh,
+                                     client_id="docker", scope="registry:catalog:*")
+    assert status == 200 and again["refresh_token"] == refresh  # never rotated
+    status, _ = stack.post_token(grant_type="refresh_token", refresh_token=refresh + "x")
+    assert status == 401
+    status, _ = stack.post_token(grant_type="password", username="bob", password="wrong")
+    assert status == 401
+    status, _ = stack.post_token(grant_type="client_credentials")
+    assert status == 400
+
+
+def test_docker_login_gets_a_refresh_token_that_a_password_change_revokes(stack):
+    status, doc = stack.token(user="carol", extra="&offline_token=true&client_id=docker")
+    assert status == 200 and doc["refresh_token"]
+    _htpasswd(stack.tmp / "users", {**PASSWORDS, "carol": "carol-new-password-9"})
+    time.sleep(0.05)
+    status, _ = stack.post_token(grant_type="refresh_token", refresh_token=doc["refresh_token"])
+    assert status == 401
+    assert stack.token(user="carol", password="carol-new-password-9")[0] == 200  # re-read
+    _htpasswd(stack.tmp / "users", PASSWORDS)
+
+
+def test_unknown_service_is_refused(stack):
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{stack.token_port}/auth/token?service=elsewhere")
+    assert _open(request)[0] == 400

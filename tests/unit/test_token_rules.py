@@ -1,0 +1,181 @@
+"""The access rules and the token service's pure parts, without a registry."""
+
+from __future__ import annotations
+
+import ast
+from datetime import date
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from regops_token import jws
+from regops_token.rules import (
+    RuleError,
+    Subject,
+    compile_pattern,
+    parse_policy,
+    policy_from_json,
+    policy_to_json,
+)
+from regops_token.server import Throttle, parse_scope, scopes_of
+
+USERS = ["alice", "bob", "carol", "ci"]
+EXAMPLE = {
+    "groups": {"platform": ["alice", "bob"]},
+    "admins": ["alice"],
+    "access": [
+        {"repositories": "platform/**", "who": ["group:platform"],
+         "actions": ["pull", "push", "delete"]},
+        {"repositories": "public/**", "who": ["anonymous"], "actions": ["pull"]},
+        {"repositories": "${user}/**", "who": ["authenticated"],
+         "actions": ["pull", "push", "delete"]},
+        {"repositories": "**", "who": ["authenticated"], "actions": ["pull"]},
+    ],
+    "robots": {"ci-platform": {"repositories": ["platform/**"], "actions": ["pull", "push"],
+                               "expires": "2027-06-30"}},
+}
+ALICE, BOB, CAROL = Subject("user", "alice"), Subject("user", "bob"), Subject("user", "carol")
+ANON, ROBOT = Subject("anonymous"), Subject("robot", "ci-platform")
+
+
+@pytest.fixture
+def policy():
+    return parse_policy(USERS, **EXAMPLE)
+
+
+@pytest.mark.parametrize(("pattern", "name", "matches"), [
+    ("platform/**", "platform/app", True),
+    ("platform/**", "platform/a/b/c", True),
+    ("platform/**", "platform", False),
+    ("platform/**", "platformx/app", False),
+    ("team/*/svc", "team/a/svc", True),
+    ("team/*/svc", "team/a/b/svc", False),
+    ("team/app-*", "team/app-1", True),
+    ("**", "a", True),
+    ("a.b/c", "aXb/c", False),
+])
+def test_globs(pattern, name, matches):
+    assert bool(compile_pattern(pattern).match(name)) is matches
+
+
+def test_rights_are_the_union_of_matching_rules(policy):
+    assert policy.allowed(BOB, "platform/app") == {"pull", "push", "delete"}
+    assert policy.allowed(CAROL, "platform/app") == {"pull"}
+    assert policy.allowed(CAROL, "carol/tool") == {"pull", "push", "delete"}
+    assert policy.allowed(CAROL, "bob/tool") == {"pull"}
+    assert policy.allowed(ANON, "public/x/y") == {"pull"}
+    assert policy.allowed(ANON, "platform/app") == frozenset()
+    assert policy.allowed(ROBOT, "platform/app") == {"pull", "push"}
+    assert policy.allowed(ROBOT, "carol/tool") == frozenset()  # robots are not users
+    assert policy.allowed(ROBOT, "public/x") == {"pull"}  # what anonymous may, anyone may
+
+
+def test_grant_answers_star_with_concrete_actions_and_catalog_only_to_admins(policy):
+    assert policy.grant(BOB, "repository", "platform/app", ["*"]) == ["pull", "push", "delete"]
+    assert policy.grant(CAROL, "repository", "platform/app", ["*"]) == ["pull"]
+    assert policy.grant(CAROL, "repository", "platform/app", ["pull", "push"]) == ["pull"]
+    assert policy.grant(CAROL, "repository", "platform/app", ["delete"]) == []
+    assert policy.grant(ALICE, "registry", "catalog", ["*"]) == ["*"]
+    assert policy.grant(BOB, "registry", "catalog", ["*"]) == []
+    assert policy.grant(ALICE, "registry", "catalog", ["pull"]) == []  # catalog needs `*`
+    assert policy.grant(ALICE, "repository", "anything/at/all", ["delete"]) == ["delete"]
+
+
+def test_without_access_rules_every_user_may_do_everything_as_before():
+    open_policy = parse_policy(USERS)
+    assert open_policy.open
+    assert open_policy.allowed(CAROL, "any/thing") == {"pull", "push", "delete"}
+    assert open_policy.grant(CAROL, "registry", "catalog", ["*"]) == ["*"]
+    assert open_policy.allowed(ANON, "any/thing") == frozenset()
+
+
+def test_explain_names_the_rules(policy):
+    reasons = [why for why, _ in policy.reasons(BOB, "platform/app")]
+    assert reasons == ["rule 1 (platform/** -> group:platform: pull, push, delete)",
+                       "rule 4 (** -> authenticated: pull)"]
+
+
+def test_robot_expiry(policy):
+    robot = policy.robots["ci-platform"]
+    assert not robot.expired(date(2027, 6, 30)) and robot.expired(date(2027, 7, 1))
+
+
+@pytest.mark.parametrize(("data", "problem"), [
+    ({"access": [{"repositories": "a/**", "who": ["group:nope"], "actions": ["pull"]}]},
+     "no group 'nope'"),
+    ({"access": [{"repositories": "a/**", "who": ["dave"], "actions": ["pull"]}]},
+     "no user 'dave'"),
+    ({"access": [{"repositories": "a/**", "who": ["anonymous"], "actions": ["push"]}]},
+     "anonymous may only pull"),
+    ({"access": [{"repositories": "a/**x", "who": ["alice"], "actions": ["pull"]}]},
+     "must be a whole path segment"),
+    ({"access": [{"repositories": "a//b", "who": ["alice"], "actions": ["pull"]}]},
+     "not a path segment"),
+    ({"access": [{"repositories": "a/*", "who": ["alice"], "actions": ["write"]}]},
+     "unknown action 'write'"),
+    ({"access": [{"repositories": "a/*", "who": ["alice"], "actions": ["pull"], "x": 1}]},
+     "unknown key 'x'"),
+    ({"admins": ["dave"]}, "'dave' is not in registry_users"),
+    ({"groups": {"g": ["dave"]}}, "'dave' is not in registry_users"),
+    ({"robots": {"r1": {"repositories": ["a/**"], "actions": ["pull"]}}}, "expires is required"),
+    ({"robots": {"r1": {"repositories": ["a/**"], "actions": ["pull"], "expires": "soon"}}},
+     "is not a date"),
+    ({"robots": {"alice": {"repositories": ["a/**"], "actions": ["pull"],
+                           "expires": "2030-01-01"}}}, "a user has that name too"),
+])
+def test_bad_rules_say_what_is_wrong(data, problem):
+    with pytest.raises(RuleError, match=problem):
+        parse_policy(USERS, **data)
+
+
+def test_the_policy_survives_json(policy):
+    assert policy_from_json(policy_to_json(policy)) == policy
+
+
+def test_scopes():
+    assert parse_scope("repository:team/app:pull,push") == ("repository", "team/app",
+                                                            ["pull", "push"])
+    assert parse_scope("repository(plugin):x:pull") == ("repository", "x", ["pull"])
+    assert parse_scope("registry:catalog:*") == ("registry", "catalog", ["*"])
+    assert parse_scope("nonsense") is None
+    assert scopes_of(["repository:a:pull repository:b:push", "registry:catalog:*"]) == [
+        ("repository", "a", ["pull"]), ("repository", "b", ["push"]),
+        ("registry", "catalog", ["*"])]
+
+
+def test_jws_round_trip_and_tampering():
+    key = ec.generate_private_key(ec.SECP256R1())
+    token = jws.sign({"sub": "alice"}, key, [])
+    assert jws.verify(token, key.public_key())["sub"] == "alice"
+    head, claims, sig = token.split(".")
+    forged = ".".join([head, jws.b64url(b'{"sub":"mallory"}'), sig])
+    with pytest.raises(jws.TokenError):
+        jws.verify(forged, key.public_key())
+    with pytest.raises(jws.TokenError):
+        jws.verify(token, ec.generate_private_key(ec.SECP256R1()).public_key())
+
+
+def test_throttle_waits_longer_after_repeated_failures():
+    throttle = Throttle(free=2, ceiling=8)
+    assert throttle.delay("bob", "1.2.3.4") == 0
+    for _ in range(4):
+        throttle.failed("bob", "1.2.3.4")
+    assert throttle.delay("bob", "1.2.3.4") == 4.0
+    assert throttle.delay("bob", "5.6.7.8") == 0  # another address is not slowed
+    throttle.succeeded("bob", "1.2.3.4")
+    assert throttle.delay("bob", "1.2.3.4") == 0
+
+
+def test_the_token_package_needs_only_the_standard_library_cryptography_and_bcrypt():
+    allowed = {"cryptography", "bcrypt", "regops_token"}
+    package = Path(__file__).resolve().parents[2] / "regops_token"
+    import sys
+
+    for path in package.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            for name in names:
+                top = name.split(".")[0]
+                assert top in allowed or top in sys.stdlib_module_names, (path.name, name)
