@@ -40,3 +40,17 @@ FRONTDOOR_MODE_LINK = f"{FRONTDOOR_DIR}/registry-mode.conf"
 
 def frontdoor_mode(mode: str) -> str:
     return f"{FRONTDOOR_DIR}/registry-{mode}.conf"
+
+# The token service (registry_auth: token): our code, run by Debian's python3.
+TOKEN_USER = "regops-token"
+TOKEN_DIR = "/etc/regops/token"
+TOKEN_CODE = "/usr/local/lib/regops-token"  # on PYTHONPATH; the package is below it
+TOKEN_CONFIG = f"{TOKEN_DIR}/config.json"
+TOKEN_KEY = f"{TOKEN_DIR}/signer.key"
+TOKEN_CERT = f"{TOKEN_DIR}/signer.crt"
+TOKEN_USERS = f"{TOKEN_DIR}/users.htpasswd"
+TOKEN_ROBOTS = f"{TOKEN_DIR}/robots.htpasswd"
+TOKEN_NOTIFY_SECRET = f"{TOKEN_DIR}/notify.secret"
+TOKEN_UNIT = "/etc/systemd/system/regops-token.service"
+TOKEN_CONTROL = "/usr/local/sbin/regops-token"
+AUDIT_LOG = "/var/log/regops-token/audit.log"

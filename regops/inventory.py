@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from regops.config.settings import ConfigError, Settings, check_data, load
+from regops.config.settings import ConfigError, Settings, check_data, load, tls_names
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,16 @@ class InventoryHost:
     def checked_data(self) -> dict[str, Any]:
         """Defaults merged and checked, without touching secrets."""
         return check_data(self.name, self.data)
+
+    def settings_without_secrets(self) -> Settings:
+        """Settings for reading (checks, the access rules): the data validated, users
+        left out so no password is resolved or generated."""
+        data = self.checked_data()
+        return Settings(
+            host=self.name, data=data, registry_name=data["registry_name"],
+            major_version=data["registry_major_version"], tls_names=tls_names(data),
+            secrets_root=Path(data["registry_secrets_dir"]).absolute(), users=[],
+        )
 
 
 def _group_data(directory: Path, group: str) -> dict[str, Any]:

@@ -35,3 +35,12 @@ def cli_users_dir(base: str | os.PathLike[str], registry_name: str) -> Path:
     Kept apart from the password files, so a user removed from `registry_users`
     loses access even though its password file stays behind."""
     return registry_secrets(base, registry_name) / "cli-users"
+
+
+def robot_secret_path(base: str | os.PathLike[str], registry_name: str, robot: str) -> Path:
+    return registry_secrets(base, registry_name) / "robots" / f"{robot}.secret"
+
+
+def robot_revoked_path(base: str | os.PathLike[str], registry_name: str, robot: str) -> Path:
+    """An empty file: the robot is revoked until it is rotated or removed from the data."""
+    return registry_secrets(base, registry_name) / "robots" / f"{robot}.revoked"

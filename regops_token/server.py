@@ -8,9 +8,10 @@
     GET  /auth/health  200 when it can sign
     POST /notify       the registry's notifications (its own listener, bearer secret)
 
-A password is checked with bcrypt once per token, not per request; repeated
-failed logins of one name from one address are slowed down. Every decision is one
-JSON line in the audit log; so are the pushes and deletes the registry reports.
+A password is checked with bcrypt once per token, not per request (and once per
+two minutes for a client that logs in again and again); repeated failed logins
+of one name from one address are slowed down. Every decision is one JSON line in
+the audit log; so are the pushes and deletes the registry reports.
 Users and robots are re-read when their files change, so adding a user needs no
 restart. Standard library plus `cryptography` and `bcrypt`, as Debian packages them.
 """
@@ -41,6 +42,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from regops_token import jws
+from regops_token.audit import Audit
 from regops_token.rules import ANONYMOUS, Policy, Subject, policy_from_json
 
 MANIFEST_TYPES = (
@@ -52,6 +54,7 @@ MANIFEST_TYPES = (
 # A bcrypt hash to compare against when the name is unknown, so that a wrong name
 # and a wrong password take the same time.
 _DUMMY_HASH = bcrypt.hashpw(b"regops-dummy", bcrypt.gensalt(10))
+VERIFIED_SECONDS = 120  # how long a verified password skips bcrypt (see Htpasswd.check)
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,8 @@ class Htpasswd:
         self._stamp: tuple[float, int] | None = None
         self._entries: dict[str, bytes] = {}
         self._lock = threading.Lock()
+        self._key = secrets.token_bytes(32)
+        self._verified: dict[bytes, tuple[bytes, float]] = {}
 
     def entries(self) -> dict[str, bytes]:
         with self._lock:
@@ -117,10 +122,31 @@ class Htpasswd:
             return self._entries
 
     def check(self, name: str, password: str) -> bool | None:
-        """True or False; None when the name is not in the file."""
+        """True or False; None when the name is not in the file.
+
+        A password bcrypt accepted is remembered for VERIFIED_SECONDS as an HMAC under
+        a key that lives only in this process, tied to the stored hash: a client
+        that logs in again and again (a CI job pulling many repositories) costs one
+        bcrypt, and a changed or removed password is never matched from memory.
+        Failures are not remembered: each one costs a full bcrypt."""
         stored = self.entries().get(name)
-        ok = bcrypt.checkpw(password.encode(), stored or _DUMMY_HASH)
-        return None if stored is None else ok
+        if stored is None:
+            bcrypt.checkpw(password.encode(), _DUMMY_HASH)
+            return None
+        mark = hmac.new(self._key, name.encode() + b"\0" + password.encode(),
+                        hashlib.sha256).digest()
+        now = time.monotonic()
+        with self._lock:
+            seen = self._verified.get(mark)
+        if seen is not None and seen[0] == stored and seen[1] > now:
+            return True
+        ok = bcrypt.checkpw(password.encode(), stored)
+        if ok:
+            with self._lock:
+                if len(self._verified) >= 10000:  # bounded, oldest first
+                    self._verified.pop(next(iter(self._verified)))
+                self._verified[mark] = (stored, now + VERIFIED_SECONDS)
+        return ok
 
     def fingerprint(self, name: str) -> str:
         """Changes when the name's password does: refresh tokens carry it."""
@@ -152,19 +178,6 @@ class Throttle:
     def succeeded(self, name: str, address: str) -> None:
         with self._lock:
             self._failures.pop((name, address), None)
-
-
-class Audit:
-    """One JSON line per event, appended to the audit log (and flushed)."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self._lock = threading.Lock()
-
-    def __call__(self, event: str, **fields: Any) -> None:
-        line = json.dumps({"time": _now(), "event": event, **fields}, sort_keys=True)
-        with self._lock, open(self.path, "a", encoding="utf-8") as out:
-            out.write(line + "\n")
 
 
 def _now() -> str:
@@ -279,10 +292,17 @@ class TokenService:
                 return None, "robot expired or revoked"
         return subject, ""
 
+    def label(self, name: str) -> str:
+        """A token subject's name as the audit log names it (user:NAME or robot:NAME)."""
+        kind = "robot" if name in self.config.policy.robots and name not in (
+            self.users.entries()) else "user"
+        return Subject(kind, name).label
+
     # ------------------------------------------------------------------ tokens
 
     def issue(
-        self, subject: Subject, scopes: list[tuple[str, str, list[str]]], address: str, client: str
+        self, subject: Subject, scopes: list[tuple[str, str, list[str]]], address: str,
+        client: str, via: str = "",
     ) -> tuple[str, int, list[dict[str, Any]]]:
         self._load_key()
         access = []
@@ -306,6 +326,7 @@ class TokenService:
             subject=subject.label,
             client_ip=address,
             client=client,
+            via=via,
             requested=[f"{k}:{n}:{','.join(a)}" for k, n, a in scopes],
             granted=[f"{a['type']}:{a['name']}:{','.join(a['actions'])}" for a in access],
         )
@@ -380,8 +401,9 @@ def make_handler(service: TokenService) -> type[BaseHTTPRequestHandler]:
             offline: bool,
             post: bool,
             refresh: str | None = None,
+            via: str = "",
         ) -> None:
-            token, ttl, _ = service.issue(subject, scopes, self._address(), client)
+            token, ttl, _ = service.issue(subject, scopes, self._address(), client, via)
             doc: dict[str, Any] = {
                 "token": token,
                 "access_token": token,
@@ -423,6 +445,7 @@ def make_handler(service: TokenService) -> type[BaseHTTPRequestHandler]:
                 params.get("client_id", [""])[0],
                 offline,
                 post=False,
+                via="GET basic" if credentials else "GET anonymous",
             )
 
         def do_POST(self) -> None:  # noqa: N802 - http.server's name
@@ -450,7 +473,7 @@ def make_handler(service: TokenService) -> type[BaseHTTPRequestHandler]:
                 if found is None:
                     self._error(401, "UNAUTHORIZED", "incorrect username or password")
                     return
-                self._answer(found, scopes, client, offline, post=True)
+                self._answer(found, scopes, client, offline, post=True, via="POST password")
             elif grant == "refresh_token":
                 token = params.get("refresh_token", [""])[0]
                 found, why = service.from_refresh_token(token, self._address())
@@ -458,7 +481,8 @@ def make_handler(service: TokenService) -> type[BaseHTTPRequestHandler]:
                     service.audit("refresh_refused", client_ip=self._address(), reason=why)
                     self._error(401, "UNAUTHORIZED", why)
                     return
-                self._answer(found, scopes, client, offline, post=True, refresh=token)
+                self._answer(found, scopes, client, offline, post=True, refresh=token,
+                             via="POST refresh_token")
             else:
                 self._error(400, "UNSUPPORTED", f"grant_type {grant!r} is not supported")
 
@@ -473,7 +497,7 @@ def make_handler(service: TokenService) -> type[BaseHTTPRequestHandler]:
             except (ValueError, AttributeError):
                 events = []
             for event in events:
-                record_event(service.audit, event)
+                record_event(service.audit, event, service.label)
             self._send(200, {"ok": True})
 
     return Handler
@@ -488,14 +512,17 @@ def _read_secret(path: str | None) -> str:
         return ""
 
 
-def record_event(audit: Callable[..., None], event: Mapping[str, Any]) -> None:
-    """A registry notification as an audit line: manifest pushes and deletes."""
+def record_event(audit: Callable[..., None], event: Mapping[str, Any],
+                 label: Callable[[str], str] = lambda name: name) -> None:
+    """A registry notification as an audit line: manifest pushes and deletes, with the
+    actor (the token's subject) named as token decisions name it."""
     action = event.get("action")
     target = event.get("target") or {}
     if action == "delete" or (action == "push" and target.get("mediaType") in MANIFEST_TYPES):
+        actor = (event.get("actor") or {}).get("name")
         audit(
             action,
-            subject=(event.get("actor") or {}).get("name") or ANONYMOUS,
+            subject=label(actor) if actor else ANONYMOUS,
             repository=target.get("repository"),
             tag=target.get("tag"),
             digest=target.get("digest"),

@@ -46,9 +46,9 @@ def main() -> None:
 
 
 def _register() -> None:
-    from regops.cli import check, deploy, hosts, images, sandbox
+    from regops.cli import access, check, deploy, hosts, images, sandbox
 
-    for module in (deploy, sandbox, images, hosts, check):
+    for module in (deploy, sandbox, images, hosts, access, check):
         for command in module.COMMANDS:
             main.add_command(command)
 

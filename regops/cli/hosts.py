@@ -257,7 +257,7 @@ def status(inventory: str, limit: tuple[str, ...], as_json: bool) -> None:
 
     def render(d: dict[str, Any]) -> str:
         rows: list[list[Any]] = [["HOST", "HEALTH", "VERSION", "CERT", "DISK FREE", "LAST GC",
-                                  "FRONT DOOR", "CONTAINER"]]
+                                  "FRONT DOOR", "AUTH", "CONTAINER"]]
         for e in d["hosts"]:
             h, disk, g, c, f = e["health"], e["disk"], e["gc"], e["container"], e["frontdoor"]
             rows.append([
@@ -268,6 +268,9 @@ def status(inventory: str, limit: tuple[str, ...], as_json: bool) -> None:
                 f"{human_bytes(disk['free_bytes'])} ({disk['free_percent']}%)" if disk else None,
                 f"{g['result']} {g['time']}" if g else "never",
                 f"nginx, {f['mode'] or '?'}" if f["running"] else "DOWN",
+                "htpasswd" if e["auth"]["mode"] != "token" else
+                "token" if e["auth"]["token_service"] == "active" else
+                f"token service {e['auth']['token_service'].upper()}",
                 f"running since {c['started_at']}" if c["running"] else (
                     "stopped" if c["exists"] else "missing"),
             ])

@@ -12,9 +12,10 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from regops import hostpaths
 from regops.compliance import cron, tls
 from regops.compliance.facts import HostFacts, Stat, certs_d, listening
-from regops.compliance.model import Check, Unavailable, Verdict, fail, ok
+from regops.compliance.model import Check, Status, Unavailable, Verdict, fail, ok
 from regops.compliance.probes import Probes
 from regops.config.checks import image_problem
 from regops.config.settings import CONTAINER_PORT, Settings
@@ -164,9 +165,124 @@ def files_registry_key(c: Context) -> Verdict:
     return _file_check(c, FRONTDOOR_KEY, "root", {"root"}, 0o400)
 
 
+def _files_check(c: Context, paths: list[str], user: str, groups: set[str],
+                 max_mode: int) -> Verdict:
+    verdicts = [_file_check(c, path, user, groups, max_mode) for path in paths]
+    failed = [v for v in verdicts if v.status != Status.PASS]
+    if failed:
+        return fail("; ".join(v.detail for v in failed), failed[0].remedy)
+    return ok("; ".join(v.detail for v in verdicts))
+
+
+def _token_group(c: Context) -> set[str]:
+    return {hostpaths.TOKEN_USER, str(c.s["registry_token_uid"])}
+
+
+NO_TOKEN_SERVICE = "registry_auth is htpasswd: no token service on this host"
+
+
 def files_htpasswd(c: Context) -> Verdict:
+    if c.s.token_auth:  # the token service checks passwords; the registry has none
+        return _files_check(c, [hostpaths.TOKEN_USERS, hostpaths.TOKEN_ROBOTS], "root",
+                            _token_group(c), 0o640)
     path = f"{c.s['registry_config_dir']}/htpasswd"
     return _file_check(c, path, "root", {c.s["registry_user"], str(c.s["registry_gid"])}, 0o640)
+
+
+def files_token_keys(c: Context) -> Verdict:
+    if not c.s.token_auth:
+        return ok(NO_TOKEN_SERVICE)
+    return _files_check(
+        c, [hostpaths.TOKEN_KEY, hostpaths.TOKEN_NOTIFY_SECRET, hostpaths.TOKEN_CONFIG], "root",
+        _token_group(c), 0o640,
+    )
+
+
+# --- the token service ----------------------------------------------------------------
+
+
+# systemd property -> the value the hardened unit has (an empty capability set shows as "").
+TOKEN_HARDENING = {
+    "ActiveState": "active", "User": hostpaths.TOKEN_USER, "NoNewPrivileges": "yes",
+    "ProtectSystem": "strict", "ProtectHome": "yes", "PrivateTmp": "yes",
+    "PrivateDevices": "yes", "CapabilityBoundingSet": "", "AmbientCapabilities": "",
+    "RestrictSUIDSGID": "yes",
+}
+
+
+def token_hardened(c: Context) -> Verdict:
+    if not c.s.token_auth:
+        return ok(NO_TOKEN_SERVICE)
+    shown = dict(
+        line.partition("=")[::2]
+        for line in c.facts.text("token_unit", "systemd does not answer").splitlines()
+        if "=" in line
+    )
+    problems = [f"{key}={shown.get(key, '?') or '(empty)'} (want {want or 'empty'})"
+                for key, want in TOKEN_HARDENING.items() if shown.get(key) != want]
+    if shown.get("MemoryMax", "infinity") == "infinity":
+        problems.append("MemoryMax=infinity (want a limit)")
+    if problems:
+        return fail("regops-token.service: " + "; ".join(problems),
+                    "redeploy (tasks/token.py installs the hardened unit)")
+    return ok(f"active as {hostpaths.TOKEN_USER}, no capabilities, no new privileges, "
+              "read-only system, private /tmp and /dev, memory capped")
+
+
+def token_ttl(c: Context) -> Verdict:
+    if not c.s.token_auth:
+        return ok(NO_TOKEN_SERVICE)
+    header, claims = c.probes.anonymous_token([])
+    problems = []
+    if header.get("alg") != "ES256" or not header.get("x5c"):
+        problems.append(f"header alg={header.get('alg')}, x5c "
+                        f"{'present' if header.get('x5c') else 'missing'} (want ES256 with x5c)")
+    if claims.get("aud") != c.s.registry_name:
+        problems.append(f"aud {claims.get('aud')!r} (want {c.s.registry_name!r})")
+    try:
+        ttl = int(claims["exp"]) - int(claims["iat"])
+    except (KeyError, TypeError, ValueError):
+        return fail("the token has no exp/iat", "redeploy")
+    want = c.s["registry_token_ttl"]
+    if ttl > want:
+        problems.append(f"tokens live {ttl} s (the inventory says {want} s)")
+    if problems:
+        return fail("; ".join(problems), "redeploy (the token service's config)")
+    return ok(f"ES256 with x5c, aud {c.s.registry_name}, valid {ttl} s")
+
+
+def _probe_repositories(c: Context) -> list[str]:
+    """A repository name no one uses, and one inside each pattern anonymous may pull."""
+    names = {"regops-compliance-probe"}
+    for rule in c.s.policy.rules:
+        if "anonymous" in rule.who:
+            for pattern in rule.repositories:
+                name = "/".join("regops-probe" if "*" in part or "$" in part else part
+                                for part in pattern.split("/"))
+                names.add(name)
+    return sorted(names)
+
+
+def token_anonymous_read_only(c: Context) -> Verdict:
+    if not c.s.token_auth:
+        return ok(NO_TOKEN_SERVICE + "; the registry refuses every request without a login")
+    static = [rule for action in ("push", "delete") for rule in c.s.policy.any_grant(
+        "anonymous", action)]
+    if static:
+        return fail(f"rules give anonymous push or delete: {'; '.join(static)}",
+                    "remove anonymous from those rules")
+    repositories = _probe_repositories(c)
+    scopes = [f"repository:{r}:pull,push,delete,*" for r in repositories]
+    _, claims = c.probes.anonymous_token([*scopes, "registry:catalog:*"])
+    granted = [f"{a.get('type')}:{a.get('name')}:{','.join(a.get('actions') or [])}"
+               for a in claims.get("access") or []
+               if set(a.get("actions") or []) - {"pull"}
+               or (a.get("type") == "registry" and a.get("actions"))]
+    if granted:
+        return fail(f"an anonymous token grants {'; '.join(granted)}",
+                    "redeploy (the token service runs other rules than the inventory's)")
+    return ok(f"an anonymous token for push/delete/catalog on {', '.join(repositories)} "
+              "grants at most pull")
 
 
 # --- container ----------------------------------------------------------------------
@@ -309,7 +425,7 @@ def registry_anonymous_refused(c: Context) -> Verdict:
     open_paths = [f"{p} -> {code}" for p, code in statuses.items() if code != 401]
     if open_paths:
         return fail(f"anonymous requests are not refused: {', '.join(open_paths)}",
-                    "redeploy (auth.htpasswd in the registry config)")
+                    "redeploy (auth in the registry config)")
     return ok("GET /v2/ and /v2/_catalog without credentials -> 401")
 
 
@@ -489,9 +605,26 @@ CHECKS: list[Check] = [
           "Only root may read it: the front door's master process reads it as root, "
           "its workers and the registry never.",
           f"{CIS} §3.13, 3.14", files_registry_key),
-    Check("files.htpasswd", "The htpasswd file is root:<registry group>, 0640 or stricter",
-          "Password hashes are for the registry only; bcrypt slows cracking, it does not stop it.",
+    Check("files.htpasswd", "The password hashes are root:<their reader's group>, 0640 or "
+          "stricter (the token service's users and robots, or the registry's htpasswd)",
+          "Password hashes are for the one service that checks them; bcrypt slows cracking, "
+          "it does not stop it.",
           f"regops (as {CIS} §3.14 for key material)", files_htpasswd),
+    Check("files.token-keys", "The token signing key, notification secret and config are "
+          "root:regops-token, 0640 or stricter",
+          "Whoever reads the signing key can mint tokens with any rights.",
+          f"regops (as {CIS} §3.14 for key material)", files_token_keys),
+    Check("token.hardened", "The token service runs as its own user, sandboxed by systemd",
+          "It reads password hashes and holds the signing key: no capabilities, no new "
+          "privileges, a read-only system and a memory cap limit what a bug could do.",
+          "regops (systemd.exec hardening)", token_hardened),
+    Check("token.ttl", "Tokens are ES256 with x5c, for this registry, and short-lived",
+          "A leaked token is good only until it expires; the registry verifies aud and the "
+          "chain under the token CA.",
+          "regops (registry_token_ttl)", token_ttl, side="operator"),
+    Check("token.anonymous-read-only", "No rule lets anonymous push, delete or list",
+          "Anonymous access is for pulling public images, never for changing them.",
+          "regops", token_anonymous_read_only, side="operator"),
     Check("container.running", "The registry container is running",
           "Every other container check describes this container.",
           "regops", container_running),

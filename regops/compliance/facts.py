@@ -42,7 +42,17 @@ def paths_to_stat(s: Settings) -> list[str]:
         certs_d(s), f"{certs_d(s)}/ca.crt",
         hostpaths.FRONTDOOR_KEY, f"{config_dir}/htpasswd",
         s["registry_data_dir"], hostpaths.GC_SCRIPT, hostpaths.GC_CRON, hostpaths.GC_STATE,
+        hostpaths.TOKEN_DIR, hostpaths.TOKEN_KEY, hostpaths.TOKEN_USERS, hostpaths.TOKEN_ROBOTS,
+        hostpaths.TOKEN_NOTIFY_SECRET, hostpaths.TOKEN_CONFIG, hostpaths.AUDIT_LOG,
     ]
+
+
+# What `systemctl show` tells of the token service's sandboxing (token.hardened).
+TOKEN_UNIT_PROPERTIES = (
+    "ActiveState", "User", "NoNewPrivileges", "ProtectSystem", "ProtectHome", "PrivateTmp",
+    "PrivateDevices", "CapabilityBoundingSet", "AmbientCapabilities", "RestrictSUIDSGID",
+    "MemoryMax",
+)
 
 
 def certs_d(s: Settings) -> str:
@@ -71,6 +81,8 @@ def sections(s: Settings) -> dict[str, str]:
         "gc_cron": f"cat {hostpaths.GC_CRON}",
         "cron_active": "systemctl is-active cron",
         "nginx_active": "systemctl is-active nginx",
+        "token_unit": "systemctl show regops-token -p "
+                      + ",".join(TOKEN_UNIT_PROPERTIES),
         "frontdoor_mode": f"readlink {hostpaths.FRONTDOOR_MODE_LINK}",
         "data_fs": f"stat -f -c '%b %a %S' {shlex.quote(d['registry_data_dir'])}",
         "listen": "cat /proc/net/tcp /proc/net/tcp6 2>/dev/null",

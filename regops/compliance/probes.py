@@ -6,7 +6,9 @@ nowhere else, sends no credentials and has a timeout.
 
 from __future__ import annotations
 
+import base64
 import http.client
+import json
 import socket
 import ssl
 import urllib.parse
@@ -44,6 +46,10 @@ def _unverified() -> ssl.SSLContext:
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     return context
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 class Probes:
@@ -101,6 +107,32 @@ class Probes:
             raise Unavailable(f"no HTTP answer from {self.target}: {error}") from None
         finally:
             connection.close()
+
+    def anonymous_token(self, scopes: list[str]) -> tuple[dict, dict]:
+        """(header, claims) of the token the token service gives anonymous for `scopes`,
+        asked through the front door as a client without a login would."""
+        query = urllib.parse.urlencode(
+            [("service", self.s.registry_name)] + [("scope", scope) for scope in scopes]
+        )
+        connection = http.client.HTTPSConnection(self.target.host, self.target.port,
+                                                 timeout=TIMEOUT, context=_unverified())
+        try:
+            connection.request("GET", f"/auth/token?{query}",
+                               headers={"Host": self._host_header()})
+            response = connection.getresponse()
+            body = response.read()
+        except (OSError, http.client.HTTPException) as error:
+            raise Unavailable(f"no HTTP answer from {self.target}: {error}") from None
+        finally:
+            connection.close()
+        if response.status != 200:
+            raise Unavailable(f"/auth/token answered {response.status} to an anonymous request")
+        try:
+            token = json.loads(body)["token"]
+            header, claims = (json.loads(_unb64(part)) for part in token.split(".")[:2])
+        except (ValueError, KeyError, TypeError):
+            raise Unavailable("/auth/token did not answer with a token") from None
+        return header, claims
 
     def _host_header(self) -> str:
         return f"{self.target.server_name}:{self.s.port}"

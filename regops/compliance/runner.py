@@ -10,27 +10,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 from regops.compliance import facts as facts_mod
 from regops.compliance.checks import Context, Options
 from regops.compliance.model import Check, HostReport, Result, Run, Status, Unavailable
 from regops.compliance.probes import Probes, Target
-from regops.config.settings import ConfigError, Settings, tls_names
+from regops.config.settings import ConfigError, Settings
 from regops.inventory import InventoryHost
 
 INVENTORY_CHECK = "inventory"
 
 
 def settings_without_secrets(h: InventoryHost) -> Settings:
-    """Settings for checking: the data validated, users left out so nothing is generated."""
-    data = h.checked_data()
-    return Settings(
-        host=h.name, data=data, registry_name=data["registry_name"],
-        major_version=data["registry_major_version"], tls_names=tls_names(data),
-        secrets_root=Path(data["registry_secrets_dir"]).absolute(), users=[],
-    )
+    return h.settings_without_secrets()
 
 
 def run_check(check: Check, context: Context) -> Result:

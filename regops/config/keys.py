@@ -85,6 +85,20 @@ def user_list(value: Any) -> str | None:
     return None
 
 
+def name_list(value: Any) -> str | None:
+    if not isinstance(value, (list, tuple)) or not all(
+        isinstance(n, str) and re.match(ACCOUNT, n) for n in value
+    ):
+        return "must be a list of user names"
+    return None
+
+
+def access_list(value: Any) -> str | None:
+    if not isinstance(value, (list, tuple)):
+        return "must be a list of rules ({repositories, who, actions})"
+    return None
+
+
 def retention_policies(value: Any) -> str | None:
     try:
         parse_policies(value)
@@ -242,6 +256,13 @@ KEYS: list[Key] = [
         "Gid the container runs as; may read config and key.",
         integer(1, 2**31 - 1),
     ),
+    Key(
+        "registry_token_uid",
+        5001,
+        "account",
+        "Uid and gid of the token service's system account `regops-token` (token auth).",
+        integer(1, 2**31 - 1),
+    ),
     # --- registry: identity, image, container and config
     Key(
         "registry_memory_limit",
@@ -374,6 +395,65 @@ KEYS: list[Key] = [
         "auth",
         "Shortest password accepted.",
         integer(8, 1024),
+    ),
+    Key(
+        "registry_auth",
+        "token",
+        "auth",
+        "`token`: the token service on each host checks passwords (once per token) and "
+        "grants what `registry_access` allows; `htpasswd`: the registry checks every "
+        "request against the users, who may all do everything.",
+        one_of("token", "htpasswd"),
+    ),
+    Key(
+        "registry_groups",
+        {},
+        "auth",
+        "Groups for the access rules: `{name: [users]}` (users of `registry_users`).",
+        mapping,
+    ),
+    Key(
+        "registry_admins",
+        [],
+        "auth",
+        "Users who may do everything, the catalog included; day-2 commands log in as the "
+        "first one. Needed with `registry_access`.",
+        name_list,
+    ),
+    Key(
+        "registry_access",
+        None,
+        "auth",
+        "Access rules (token auth): a list of `{repositories, who, actions}`; `*` matches "
+        "within a path segment, `**` across, `${user}` is the caller; `who`: `user:NAME` (or "
+        "NAME), `group:NAME`, `robot:NAME`, `anonymous` (pull only), `authenticated`; actions "
+        "`pull`, `push`, `delete`. Rights are the union of matching rules. Unset: every user "
+        "may do everything, as with htpasswd.",
+        optional(access_list),
+    ),
+    Key(
+        "registry_robots",
+        {},
+        "auth",
+        "Robot accounts (token auth): `{name: {repositories, actions, expires: "
+        "YYYY-MM-DD}}`. Secrets: env `REGOPS_ROBOT_SECRET_<NAME>`, else "
+        "`<secrets>/<registry_name>/robots/<name>.secret`, else generated there.",
+        mapping,
+    ),
+    Key(
+        "registry_token_ttl",
+        300,
+        "auth",
+        "Seconds a token is valid (token auth); clients fetch a new one when it runs out.",
+        integer(60, 3600),
+    ),
+    Key(
+        "registry_token_port",
+        5020,
+        "auth",
+        "Loopback port of the token service behind the front door (token auth); the next "
+        "port, on Docker's bridge, takes the registry's notifications for the audit log.",
+        integer(1024, 65534),
     ),
     # --- gc: garbage collection
     Key(

@@ -22,6 +22,7 @@ from regops.config.checks import image_tag
 from regops.config.keys import ACCOUNT, DEFAULTS, KEY_NAMES, KEYS, user_list
 from regops.errors import UsageError
 from regops.secrets import pki, store
+from regops_token.rules import Policy, RuleError, parse_policy
 
 CONFIG_DIR_IN_CONTAINER = {2: "/etc/docker/registry", 3: "/etc/distribution"}
 DATA_DIR_IN_CONTAINER = "/var/lib/registry"
@@ -79,6 +80,19 @@ class Settings:
     @property
     def provided_tls(self) -> bool:
         return self.data["registry_tls_cert_file"] is not None
+
+    @property
+    def token_auth(self) -> bool:
+        return self.data["registry_auth"] == "token"
+
+    @property
+    def policy(self) -> Policy:
+        """The access rules, as the token service evaluates them."""
+        return parse_policy(
+            user_names(self.host, self.data["registry_users"]), self.data["registry_groups"],
+            self.data["registry_admins"], self.data["registry_access"],
+            self.data["registry_robots"],
+        )
 
     @property
     def probe_address(self) -> str:
@@ -166,11 +180,38 @@ def _backend_ports(d: dict[str, Any]) -> tuple[str, str] | None:
     return None
 
 
+def _access(d: dict[str, Any]) -> tuple[str, str] | None:
+    """The access rules name only what exists (users, groups, robots)."""
+    try:
+        parse_policy(
+            user_names("", d["registry_users"]), d["registry_groups"], d["registry_admins"],
+            d["registry_access"], d["registry_robots"],
+        )
+    except RuleError as error:
+        key, _, problem = str(error).partition(": ")
+        return (key if key.startswith("registry_") else "registry_access", problem)
+    if d["registry_access"] is not None and not d["registry_admins"]:
+        return ("registry_admins", "name at least one admin when registry_access is set "
+                "(the catalog, and the user day-2 commands log in as)")
+    if d["registry_auth"] == "htpasswd":
+        for key in ("registry_access", "registry_robots", "registry_groups", "registry_admins"):
+            if d[key]:
+                return (key, "needs registry_auth: token (htpasswd lets every user do "
+                        "everything)")
+    ports = {d["registry_token_port"], d["registry_token_port"] + 1}
+    taken = {d["registry_port"], d["registry_backend_port"], d["registry_backend_port"] + 1}
+    if d["registry_auth"] == "token" and ports & taken:
+        return ("registry_token_port", f"{sorted(ports)} overlap the registry's ports "
+                f"{sorted(taken)}")
+    return None
+
+
 RULES: list[Rule] = [
     _debug_port,
     _renew_before_expiry,
     _major_version,
     _backend_ports,
+    _access,
     _tls_files,
 ]
 

@@ -71,8 +71,10 @@ def template(path: str, s: Settings, **extra: Any) -> str:
     return _env.get_template(f"{path.lstrip('/')}.j2").render(context)
 
 
-def registry_config(s: Settings, http_secret: str, readonly: bool = False) -> str:
-    return template("etc/docker/registry/config.yml", s, http_secret=http_secret, readonly=readonly)
+def registry_config(s: Settings, http_secret: str, readonly: bool = False,
+                    notify_secret: str = "") -> str:
+    return template("etc/docker/registry/config.yml", s, http_secret=http_secret,
+                    readonly=readonly, notify_secret=notify_secret)
 
 
 def daemon_json(s: Settings) -> str:

@@ -35,7 +35,7 @@ from pyinfra.operations import files, server
 
 from regops import hostpaths
 from regops.config.settings import Settings
-from regops.deploy.ops import NumericStat, Secret, upload
+from regops.deploy.ops import NumericStat, Secret, secret_file, upload
 from regops.deploy.render import template
 
 
@@ -49,6 +49,9 @@ class Input:
     uid: int = 0
     gid: int = 0
     secret: bool = False
+    # Written in place instead of staged: for files a staged config refers to by
+    # their live path (the candidate must find them), and that may change first.
+    staged: bool = True
 
 
 @dataclass(frozen=True)
@@ -142,8 +145,9 @@ def install_control(s: Settings, control: str, **context: Any) -> None:
 def ensure(unit: Unit, extra_triggers: Sequence[OperationMeta] = ()) -> OperationMeta:
     """Stage the unit's inputs, then apply it when it is not as declared."""
     staged = [
-        staged_file(
-            name=f"Stage {i.path} for {unit.what}" + (" (a secret)" if i.secret else ""),
+        (staged_file if i.staged else secret_file)(
+            name=f"{'Stage' if i.staged else 'Write'} {i.path} for {unit.what}"
+            + (" (a secret)" if i.secret else ""),
             src=Secret(i.content),
             path=i.path,
             uid=i.uid,

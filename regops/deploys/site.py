@@ -9,7 +9,7 @@ nothing is changed on any host until every host's data is good.
 from pyinfra import host
 
 from regops.config.settings import load_or_exit
-from regops.tasks import account, auth, docker, frontdoor, gc, registry, tls
+from regops.tasks import account, auth, docker, frontdoor, gc, registry, tls, token
 
 settings = load_or_exit(host.name, host.data.dict())
 
@@ -17,6 +17,8 @@ docker.apply(settings)
 account.apply(settings)
 tls.apply(settings)
 auth.apply(settings)
+token.apply(settings)
 registry.apply(settings)
 frontdoor.apply(settings)
+token.retire(settings)  # htpasswd mode: only once nothing sends clients to it
 gc.apply(settings)

@@ -1,10 +1,11 @@
-"""Roll out registry users without downtime: only the account and the htpasswd file.
+"""Roll out users and robot secrets without downtime: only the accounts and the
+files of hashes (the token service's users and robots, or the registry's htpasswd).
 
     pyinfra -y inventories/prod.py regops/deploys/users.py
 
-`regops users add|remove|passwd` runs this after changing the operator-side
-password files. The registry re-reads its htpasswd file when it changes, so
-nothing is restarted.
+`regops users add|remove|passwd` and `regops robots rotate|revoke` run this after
+changing the operator-side secret files. The token service (or the registry)
+re-reads its files when they change, so nothing is restarted.
 """
 
 from pyinfra import host

@@ -73,9 +73,12 @@ def container_state(inspect_json: str) -> dict[str, Any]:
     }
 
 def status_ok(entry: dict[str, Any]) -> bool:
-    """A host is fine when it serves /v2/ and its container runs."""
+    """A host is fine when it serves /v2/, its container runs and, with token auth,
+    the token service runs (without it nobody can log in)."""
+    auth = entry.get("auth") or {}
     return bool(entry.get("health", {}).get("serving")) and bool(
-        entry.get("container", {}).get("running"))
+        entry.get("container", {}).get("running")) and (
+        auth.get("mode") != "token" or auth.get("token_service") == "active")
 
 def frontdoor_state(text: str) -> dict[str, Any]:
     """nginx running, and where /v2/ goes (normal, standby or gc), from the host's answer."""
@@ -95,6 +98,7 @@ def status_command(s: Settings) -> str:
             "gc": f"cat {hostpaths.GC_STATE}",
             "cert": host_cert_command(s),
             "frontdoor": f"systemctl is-active nginx; readlink {hostpaths.FRONTDOOR_MODE_LINK}",
+            "token": "systemctl is-active regops-token",
         }
     )
 
@@ -137,6 +141,9 @@ def status_entry(host: str, s: Settings, remote: str, served: dict[str, Any] | N
         "disk": disk,
         "gc": parse_gc_state(parts.get("gc", "")),
         "frontdoor": frontdoor_state(parts.get("frontdoor", "")),
+        "auth": {"mode": s["registry_auth"],
+                 "token_service": (parts.get("token") or "unknown").split()[0]
+                 if s.token_auth else None},
     }
     entry["ok"] = status_ok(entry)
     return entry
@@ -156,7 +163,7 @@ def status(pairs: Sequence[tuple[InventoryHost, Settings]]) -> dict[str, Any]:
         entry = status_entry(h.name, s, out, on_api, check)
         entry["error"] = None if entry["ok"] else (
             check["error"] or ("container not running" if not entry["container"]["running"]
-                               else None))
+                               else f"the token service is {entry['auth']['token_service']}"))
         return entry
 
     return summarize(parallel_all(one, list(pairs)))

@@ -25,6 +25,7 @@ from regops.sandbox.docker import (
 )
 from regops.sandbox.images import ensure_base_images, ensure_registry_image
 from regops.sandbox.model import (
+    ACCESS_DATA,
     DEFAULT_DISTRO,
     DEMO_USER,
     LABEL,
@@ -154,7 +155,7 @@ def inventory_hosts(doc: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
             "registry_extra_names": extra,
             "registry_image": doc["registry_image"],
             "registry_image_archive": doc["registry_image_archive"],
-            "registry_users": [DEMO_USER],
+            **ACCESS_DATA,
             # The operator's machine reaches the registry through the published port.
             "registry_api_url": h["registry_url"],
             "registry_secrets_dir": secrets,

@@ -22,6 +22,30 @@ LABEL = "regops.sandbox"
 SSH_USER = "root"
 REGISTRY_PORT = 5000
 DEMO_USER = "demo"
+# The sandbox shows the access model (README, "Access control"): teams in their
+# namespaces, public pulls without a login, a CI robot, and one expired robot the
+# token service refuses. The demo user is an admin, so day-2 commands can do it all.
+# Tokens live the shortest allowed time, so clients renew them while tests watch.
+ACCESS_DATA: dict[str, Any] = {
+    "registry_token_ttl": 60,
+    "registry_users": [DEMO_USER, "alice", "bob", "carol", "ci"],
+    "registry_groups": {"platform": ["alice", "bob"]},
+    "registry_admins": [DEMO_USER, "alice"],
+    "registry_access": [
+        {"repositories": "platform/**", "who": ["group:platform"],
+         "actions": ["pull", "push", "delete"]},
+        {"repositories": "public/**", "who": ["anonymous"], "actions": ["pull"]},
+        {"repositories": "${user}/**", "who": ["authenticated"],
+         "actions": ["pull", "push", "delete"]},
+        {"repositories": "**", "who": ["authenticated"], "actions": ["pull"]},
+    ],
+    "registry_robots": {
+        "ci-platform": {"repositories": ["platform/**"], "actions": ["pull", "push"],
+                        "expires": "2099-12-31"},
+        "ci-retired": {"repositories": ["platform/**"], "actions": ["pull", "push"],
+                       "expires": "2026-01-31"},
+    },
+}
 REGISTRY_BINARY = "/usr/bin/docker-registry"
 STATE_VERSION = 1
 

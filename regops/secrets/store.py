@@ -199,3 +199,32 @@ def htpasswd_pepper(base: str | os.PathLike[str], registry_name: str) -> bytes:
     """
     path = paths.registry_secrets(base, registry_name) / PEPPER_FILE
     return _non_empty(path, lambda: _secrets.token_urlsafe(32)).encode("utf-8")
+
+
+def env_var_for_robot(robot: str) -> str:
+    """Environment variable that overrides a robot's secret, e.g. REGOPS_ROBOT_SECRET_CI."""
+    return "REGOPS_ROBOT_SECRET_" + re.sub(r"[^A-Z0-9]", "_", robot.upper())
+
+
+def generate_robot_secret() -> str:
+    """A robot's secret: 43 URL-safe characters, 256 bits (robots never type it)."""
+    return _secrets.token_urlsafe(32)
+
+
+def robot_secret(
+    base: str | os.PathLike[str], registry_name: str, robot: str, environ: Mapping[str, str]
+) -> str | None:
+    """The robot's secret (env, else its file, else generated there); None once revoked."""
+    if paths.robot_revoked_path(base, registry_name, robot).exists():
+        return None
+    var = env_var_for_robot(robot)
+    if var in environ:
+        return environ[var]
+    _check_user_for_path(robot)
+    return secret_file(paths.robot_secret_path(base, registry_name, robot), generate_robot_secret)
+
+
+def notify_secret(base: str | os.PathLike[str], registry_name: str) -> str:
+    """The bearer secret the registry's notifications carry to the token service."""
+    path = paths.registry_secrets(base, registry_name) / "notify_secret"
+    return _non_empty(path, lambda: _secrets.token_urlsafe(32))

@@ -7,6 +7,7 @@ Its keys: the `account` concern of `regops.config.keys` (README: Data keys).
 from pyinfra.api import deploy
 from pyinfra.operations import files, server
 
+from regops import hostpaths
 from regops.config.settings import Settings
 
 
@@ -28,7 +29,27 @@ def apply(s: Settings) -> None:
         shell="/usr/sbin/nologin",
         home="/nonexistent",
         create_home=False,
+        ensure_home=False,  # /nonexistent must stay nonexistent
     )
+    if s.token_auth:
+        token = hostpaths.TOKEN_USER
+        server.group(
+            name=f"Create the system group {token} (gid {s['registry_token_uid']})",
+            group=token,
+            gid=s["registry_token_uid"],
+            system=True,
+        )
+        server.user(
+            name=f"Create the system user {token} for the token service (no login)",
+            user=token,
+            uid=s["registry_token_uid"],
+            group=token,
+            system=True,
+            shell="/usr/sbin/nologin",
+            home="/nonexistent",
+            create_home=False,
+            ensure_home=False,
+        )
     config_dir = s["registry_config_dir"]
     files.directory(
         name=f"Create {config_dir}, readable by the registry's group only",

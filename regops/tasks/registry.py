@@ -17,36 +17,37 @@ from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.operations import files, server, systemd
 
-from regops import hostpaths
+from regops import hostpaths, paths
 from regops.config.settings import Settings
 from regops.deploy import render, unit
 from regops.deploy.ops import DockerImagePresent, Secret, secret_file
-from regops.secrets import store
+from regops.secrets import pki, store
 
 
 def registry_unit(s: Settings) -> unit.Unit:
     """The spec every registry container shares and the config the registry serves."""
     config_dir = s["registry_config_dir"]
     http_secret = store.http_secret(s.secrets_root, s.registry_name)
-    return unit.Unit(
-        name="registry",
-        what="the registry",
-        control=hostpaths.REGISTRY_CONTROL,
-        inputs=(
-            unit.Input(
-                f"{config_dir}/registry.spec",
-                render.template("etc/docker/registry/registry.spec", s).encode(),
-                mode="0644",
-            ),
-            unit.Input(
-                f"{config_dir}/config.yml",
-                render.registry_config(s, http_secret).encode(),
-                mode="0640",
-                gid=s["registry_gid"],
-                secret=True,
-            ),
+    notify = store.notify_secret(s.secrets_root, s.registry_name) if s.token_auth else ""
+    inputs = [
+        unit.Input(
+            f"{config_dir}/registry.spec",
+            render.template("etc/docker/registry/registry.spec", s).encode(),
+            mode="0644",
         ),
-    )
+        unit.Input(
+            f"{config_dir}/config.yml",
+            render.registry_config(s, http_secret, notify_secret=notify).encode(),
+            mode="0640",
+            gid=s["registry_gid"],
+            secret=True,
+        ),
+    ]
+    if s.token_auth:  # the CA the registry verifies tokens against
+        ca = pki.ensure_token_signer(paths.pki_dir(s.secrets_root, s.registry_name)).ca_pem
+        inputs.append(unit.Input(f"{config_dir}/token-ca.crt", ca, mode="0644", staged=False))
+    return unit.Unit(name="registry", what="the registry", control=hostpaths.REGISTRY_CONTROL,
+                     inputs=tuple(inputs))
 
 
 @deploy("Registry")
@@ -62,7 +63,11 @@ def apply(s: Settings) -> None:
     http_secret = store.http_secret(s.secrets_root, s.registry_name)
     secret_file(
         name="Write the read-only config the standby serves while GC runs",
-        src=Secret(render.registry_config(s, http_secret, readonly=True)),
+        src=Secret(render.registry_config(
+            s, http_secret, readonly=True,
+            notify_secret=store.notify_secret(s.secrets_root, s.registry_name)
+            if s.token_auth else "",
+        )),
         path=f"{d['registry_config_dir']}/config-readonly.yml",
         uid=0,
         gid=d["registry_gid"],
@@ -88,6 +93,12 @@ def apply(s: Settings) -> None:
         enabled=True,
     )
     unit.ensure(registry_unit(s))
+    if s.token_auth:
+        files.file(
+            name="Remove the registry's htpasswd file (the token service checks passwords now)",
+            path=f"{d['registry_config_dir']}/htpasswd",
+            present=False,
+        )
     files.file(
         name="Remove the serve.yml link of regops before the front door",
         path=f"{d['registry_config_dir']}/serve.yml",

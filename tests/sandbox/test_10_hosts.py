@@ -51,8 +51,16 @@ def test_registry_container_is_hardened(th, host_info):
 def test_files_modes_and_owners(th, host_info):
     expected = {
         "/etc/docker/registry": ("root", 5000, 0o750),
-        "/etc/docker/registry/htpasswd": ("root", 5000, 0o640),
         "/etc/docker/registry/config.yml": ("root", 5000, 0o640),
+        "/etc/docker/registry/token-ca.crt": ("root", 0, 0o644),
+        "/etc/regops/token": ("root", 5001, 0o750),
+        "/etc/regops/token/users.htpasswd": ("root", 5001, 0o640),
+        "/etc/regops/token/robots.htpasswd": ("root", 5001, 0o640),
+        "/etc/regops/token/signer.key": ("root", 5001, 0o640),
+        "/etc/regops/token/notify.secret": ("root", 5001, 0o640),
+        "/etc/regops/token/config.json": ("root", 5001, 0o640),
+        "/etc/systemd/system/regops-token.service": ("root", 0, 0o644),
+        "/usr/local/sbin/regops-token": ("root", 0, 0o755),
         "/etc/docker/registry/registry.spec": ("root", 0, 0o644),
         "/etc/nginx/regops/tls": ("root", 0, 0o700),
         "/etc/nginx/regops/tls/server.key": ("root", 0, 0o400),
@@ -74,6 +82,8 @@ def test_files_modes_and_owners(th, host_info):
                        "/etc/nginx/regops/tls | grep -E '[.](new|previous)$'")
     assert leftovers.stdout == ""
     assert not th.file("/etc/docker/registry/tls").exists
+    # Token mode: the registry checks no password, so it has no htpasswd file.
+    assert not th.file("/etc/docker/registry/htpasswd").exists
 
 
 def test_config_is_the_whole_registry_config(th):
@@ -81,7 +91,9 @@ def test_config_is_the_whole_registry_config(th):
     for line in (
         "enabled: true",
         "X-Content-Type-Options: [nosniff]",
-        "path: /etc/docker/registry/htpasswd",
+        "realm: https://",
+        "autoredirect: true",
+        "rootcertbundle: /etc/docker/registry/token-ca.crt",
         "formatter: json",
     ):
         assert line in config
@@ -125,9 +137,30 @@ def test_front_door_is_the_only_way_in(th, host_info):
     assert state["running"] == "yes" and state["mode"] == "normal"
 
 
-def test_htpasswd_was_there_before_the_registry_started(th):
-    """A registry started without its htpasswd file makes up a `docker` user."""
-    assert "docker:" not in th.file("/etc/docker/registry/htpasswd").content_string
+def test_token_service_runs_hardened_on_loopback(th, host_info):
+    service = th.service("regops-token")
+    assert service.is_running and service.is_enabled
+    shown = dict(line.split("=", 1) for line in th.check_output(
+        "systemctl show regops-token -p User,NoNewPrivileges,ProtectSystem,"
+        "CapabilityBoundingSet,MainPID").splitlines())
+    assert shown["User"] == "regops-token" and shown["NoNewPrivileges"] == "yes"
+    assert shown["ProtectSystem"] == "strict" and shown["CapabilityBoundingSet"] == ""
+    assert th.check_output(f"stat -c %U /proc/{shown['MainPID']}") == "regops-token"
+    assert th.socket("tcp://127.0.0.1:5020").is_listening
+    assert not th.socket("tcp://0.0.0.0:5020").is_listening
+    # Notifications come from the registry over Docker's bridge, not from outside.
+    assert not th.socket("tcp://0.0.0.0:5021").is_listening
+    # Its code is ours, its libraries Debian's: nothing from the internet.
+    for package in ("python3-cryptography", "python3-bcrypt"):
+        assert th.package(package).is_installed
+    health = th.run("curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:5020/auth/health")
+    assert health.stdout == "200"
+    # Through the front door, as clients reach it, on the same origin as /v2/.
+    realm = th.check_output(
+        "curl -sk -D- -o /dev/null -H 'Host: other-name:5000' https://127.0.0.1:5000/v2/ "
+        "| grep -i '^www-authenticate'")
+    assert 'Bearer realm="https://other-name:5000/auth/token"' in realm
+    assert f'service="{host_info["registry_name"]}"' in realm
 
 
 def test_no_secret_in_deploy_output_or_tracked_files(first_deploy: Deploy, hosts):

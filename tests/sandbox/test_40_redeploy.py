@@ -57,12 +57,16 @@ def _settled(hosts: dict) -> None:
 
 
 def _catalog_inside(th, h: dict, port: int) -> str:
+    """The catalog as a client on the host sees it at `port`: a token from the token
+    service behind that port's front door, then the registry through it."""
     name = h["registry_name"]
+    curl = (f"curl -sf --cacert /etc/docker/certs.d/{name}:5000/ca.crt "
+            f"--resolve {name}:{port}:127.0.0.1")
+    token = json.loads(th.check_output(
+        f"{curl} -u demo:{demo_password(h)} "
+        f"'https://{name}:{port}/auth/token?service={name}&scope=registry:catalog:*'"))["token"]
     return th.check_output(
-        f"curl -sf --cacert /etc/docker/certs.d/{name}:5000/ca.crt "
-        f"--resolve {name}:{port}:127.0.0.1 -u demo:{demo_password(h)} "
-        f"https://{name}:{port}/v2/_catalog"
-    )
+        f"{curl} -H 'Authorization: Bearer {token}' https://{name}:{port}/v2/_catalog")
 
 
 @contextmanager

@@ -92,9 +92,10 @@ def test_users_add_passwd_remove_roll_out_without_restart(hosts, tmp_path):
             secret = paths.password_path(Path(h["ca_path"]).parents[2], h["registry_name"],
                                          USER).read_text().strip()
             assert client(h, password=secret, username=USER).ping() == 200
-            pushed = push(h, layout, "1", "t60/users", user=USER, password=secret)
+            # Not in any rule by name: authenticated, so the owner of USER/**.
+            pushed = push(h, layout, "1", f"{USER}/users", user=USER, password=secret)
             assert pushed.returncode == 0, pushed.stderr
-        assert _started_at(hosts) == before  # htpasswd re-read, no restart
+        assert _started_at(hosts) == before  # the users file re-read, no restart
 
         # Rotation: the new password works, the old one is refused, nothing printed it.
         new = "t60-rotated-" + os.urandom(8).hex()

@@ -596,3 +596,115 @@ def test_cli_write_units(tmp_path, monkeypatch):
     assert f"--prometheus {tmp_path}/metrics/regops.prom" in service
     exec_start = next(line for line in service.splitlines() if line.startswith("ExecStart="))
     assert "--write-units" not in exec_start and "User=ops" in service
+
+
+# --- the token service ---------------------------------------------------------------
+
+
+TOKEN_FILES = ("/etc/regops/token/users.htpasswd", "/etc/regops/token/robots.htpasswd",
+               "/etc/regops/token/signer.key", "/etc/regops/token/notify.secret",
+               "/etc/regops/token/config.json")
+HARDENED = ("ActiveState=active\nUser=regops-token\nNoNewPrivileges=yes\nProtectSystem=strict\n"
+            "ProtectHome=yes\nPrivateTmp=yes\nPrivateDevices=yes\nCapabilityBoundingSet=\n"
+            "AmbientCapabilities=\nRestrictSUIDSGID=yes\nMemoryMax=268435456")
+
+
+def token_stats(mode: str = "640", group: str = "regops-token") -> tuple[int, str]:
+    gid = 5001 if group == "regops-token" else 0
+    return 0, "\n".join(stat_line(p, group=group, gid=gid, mode=mode) for p in TOKEN_FILES)
+
+
+def test_token_files_are_root_regops_token_0640(settings):
+    assert settings.token_auth
+    good = ctx(settings, snapshot(stat=token_stats()))
+    assert checks.files_htpasswd(good).status is Status.PASS
+    assert checks.files_token_keys(good).status is Status.PASS
+    loose = ctx(settings, snapshot(stat=token_stats(mode="644")))
+    verdict = checks.files_token_keys(loose)
+    assert verdict.status is Status.FAIL and "signer.key" in verdict.detail
+    assert "mode 0644" in verdict.detail
+    wrong_group = checks.files_htpasswd(ctx(settings, snapshot(stat=token_stats(group="root"))))
+    assert wrong_group.status is Status.FAIL and "users.htpasswd" in wrong_group.detail
+
+
+def test_htpasswd_mode_checks_the_registrys_file_and_has_no_token_service(base_data):
+    s = runner.settings_without_secrets(
+        InventoryHost("reg.example.com", {**base_data, "registry_auth": "htpasswd"}))
+    stats = (0, stat_line("/etc/docker/registry/htpasswd", group="regops-registry", gid=5000,
+                          mode="640"))
+    assert checks.files_htpasswd(ctx(s, snapshot(stat=stats))).status is Status.PASS
+    assert checks.files_htpasswd(ctx(s, snapshot(stat=token_stats()))).status is Status.FAIL
+    for check in (checks.files_token_keys, checks.token_hardened, checks.token_ttl,
+                  checks.token_anonymous_read_only):
+        assert "htpasswd" in check(ctx(s, snapshot())).detail
+
+
+@pytest.mark.parametrize(("line", "words"), [
+    ("User=root", "User=root"),
+    ("NoNewPrivileges=no", "NoNewPrivileges=no"),
+    ("CapabilityBoundingSet=cap_net_admin", "CapabilityBoundingSet=cap_net_admin"),
+    ("MemoryMax=infinity", "MemoryMax=infinity"),
+    ("ActiveState=failed", "ActiveState=failed"),
+])
+def test_token_service_hardening(settings, line, words):
+    assert checks.token_hardened(
+        ctx(settings, snapshot(token_unit=(0, HARDENED)))).status is Status.PASS
+    key = line.split("=")[0]
+    changed = "\n".join(line if row.startswith(f"{key}=") else row
+                        for row in HARDENED.splitlines())
+    verdict = checks.token_hardened(ctx(settings, snapshot(token_unit=(0, changed))))
+    assert verdict.status is Status.FAIL and words in verdict.detail
+
+
+class TokenProbes(FakeProbes):
+    """Answers anonymous token requests as a token service with `grants` would."""
+
+    def __init__(self, ttl: int = 300, grants: dict[str, list[str]] | None = None,
+                 header: dict | None = None) -> None:
+        super().__init__(port=41000)
+        self.ttl, self.grants, self.asked = ttl, grants or {}, []
+        self.header = header or {"alg": "ES256", "x5c": ["MII..."]}
+
+    def anonymous_token(self, scopes: list[str]) -> tuple[dict, dict]:
+        self.asked += scopes
+        access = []
+        for scope in scopes:
+            kind, _, name = scope.partition(":")
+            name = name.rsplit(":", 1)[0]
+            if name in self.grants:
+                access.append({"type": kind, "name": name, "actions": self.grants[name]})
+        return self.header, {"aud": "reg.example.com", "iat": NOW, "exp": NOW + self.ttl,
+                             "access": access}
+
+
+def token_ctx(settings, probes: TokenProbes) -> Context:
+    return Context(settings, snapshot(), probes, Options())  # type: ignore[arg-type]
+
+
+def test_token_ttl_and_header(settings):
+    verdict = checks.token_ttl(token_ctx(settings, TokenProbes()))
+    assert verdict.status is Status.PASS and "300 s" in verdict.detail
+    long_lived = checks.token_ttl(token_ctx(settings, TokenProbes(ttl=86400)))
+    assert long_lived.status is Status.FAIL and "86400 s" in long_lived.detail
+    hs256 = checks.token_ttl(token_ctx(settings, TokenProbes(header={"alg": "HS256"})))
+    assert hs256.status is Status.FAIL and "x5c missing" in hs256.detail
+
+
+def test_anonymous_may_at_most_pull(base_data):
+    rules = {
+        "registry_users": ["alice"], "registry_admins": ["alice"],
+        "registry_access": [{"repositories": "public/**", "who": ["anonymous"],
+                             "actions": ["pull"]}],
+    }
+    s = runner.settings_without_secrets(InventoryHost("reg.example.com", {**base_data, **rules}))
+    probes = TokenProbes(grants={"public/regops-probe": ["pull"]})
+    verdict = checks.token_anonymous_read_only(token_ctx(s, probes))
+    assert verdict.status is Status.PASS, verdict.detail
+    assert "repository:public/regops-probe:pull,push,delete,*" in probes.asked
+    assert "registry:catalog:*" in probes.asked
+    pushes = TokenProbes(grants={"public/regops-probe": ["pull", "push"]})
+    verdict = checks.token_anonymous_read_only(token_ctx(s, pushes))
+    assert verdict.status is Status.FAIL and "public/regops-probe:pull,push" in verdict.detail
+    catalog = TokenProbes(grants={"catalog": ["*"]})
+    verdict = checks.token_anonymous_read_only(token_ctx(s, catalog))
+    assert verdict.status is Status.FAIL and "registry:catalog" in verdict.detail

@@ -182,11 +182,14 @@ def test_status_entry_aggregates_what_the_host_said(settings, pki_dir):
         inspect=json.dumps([{"State": {"Running": True, "StartedAt": "T0"},
                              "Config": {"Image": "registry:2.8.3"}}]),
         version="",  # exec failed: fall back to the image tag
-        df=DF, gc=json.dumps(GC_OK), cert=pem,
+        df=DF, gc=json.dumps(GC_OK), cert=pem, token="active",
     )
     check = {"serving": True, "http_status": 401, "error": None}
     entry = status.status_entry("reg1", settings, said, None, check)
     assert entry["ok"] is True
+    assert entry["auth"] == {"mode": "token", "token_service": "active"}
+    failed = said.replace("active", "failed")
+    assert status.status_entry("reg1", settings, failed, None, check)["ok"] is False
     assert (entry["version"], entry["version_source"]) == ("2.8.3", "image tag")
     assert entry["disk"]["free_bytes"] == 74733314048
     assert entry["disk"]["path"] == "/var/lib/registry"
@@ -444,7 +447,7 @@ def test_users_deploy_plans_only_account_and_htpasswd_and_hides_passwords(tmp_pa
     result = _fake_pyinfra(inventory, "regops/deploys/users.py", "-vvv", "--diff")
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
-    assert "Registry account |" in output and "Write the htpasswd file for 2 user(s)" in output
+    assert "Registry account |" in output and "Write the token service's users (2)" in output
     for other in ("Docker engine |", "TLS certificates |", "Registry |", "restart", "Restart"):
         assert other not in output
     assert "ci-Password-0123456789" not in output

@@ -58,6 +58,7 @@ def test_plan_runs_every_concern(tmp_path, secrets_dir):
         "Docker engine |",
         "TLS certificates |",
         "Registry users |",
+        "Token service |",
         "Registry |",
         "Front door |",
         "Garbage collection |",
@@ -85,7 +86,10 @@ def test_bad_data_on_one_host_stops_every_host_before_any_change(tmp_path, secre
 
 def test_no_secret_in_output_even_verbose_with_diff(tmp_path, secrets_dir):
     env = {"REGOPS_PASSWORD_CI": "env-password-0123456789"}
-    host = _host("reg1", secrets_dir, registry_users=["admin", "ci"])
+    host = _host("reg1", secrets_dir, registry_users=["admin", "ci"], registry_admins=["admin"],
+                 registry_access=[{"repositories": "**", "who": ["ci"], "actions": ["pull"]}],
+                 registry_robots={"builder": {"repositories": ["apps/**"], "actions": ["push"],
+                                              "expires": "2099-01-01"}})
     result = _pyinfra(_inventory(tmp_path, [host]), "-vvv", "--diff", env=env)
     assert result.returncode == 0, result.stderr
     output = result.stdout + result.stderr
@@ -99,12 +103,16 @@ def test_no_secret_in_output_even_verbose_with_diff(tmp_path, secrets_dir):
         (paths.pki_dir(root, name) / "server.key").read_text().splitlines()[1],
         (paths.pki_dir(root, name) / "ca.key").read_text().splitlines()[1],
         htpasswd.hash_password("admin", admin, 10, secrets.htpasswd_pepper(root, name))[7:],
+        secrets.notify_secret(root, name),
+        paths.robot_secret_path(root, name, "builder").read_text().strip(),
+        (paths.pki_dir(root, name) / "token" / "signer.key").read_text().splitlines()[1],
     ]
     for value in secret_values:
         assert value and value not in output
     # The operations that carry secrets did run: their content just was not printed.
     assert "Stage /etc/docker/registry/config.yml for the registry (a secret)" in output
     assert "Stage /etc/nginx/regops/tls/server.key for the front door (a secret)" in output
+    assert "Stage /etc/regops/token/signer.key for the token service (a secret)" in output
 
 
 def test_docker_ce_plan_adds_the_repository_and_its_key(tmp_path, secrets_dir):

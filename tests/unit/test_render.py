@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 
 import yaml
@@ -21,7 +22,7 @@ def _settings(base_data, **extra):
 
 
 def test_registry_config_is_complete_and_hardened(base_data):
-    s = _settings(base_data)
+    s = _settings(base_data, registry_auth="htpasswd")
     config = yaml.safe_load(render.registry_config(s, "the-http-secret"))
     assert config["storage"]["delete"]["enabled"] is True
     assert config["storage"]["filesystem"]["rootdirectory"] == "/var/lib/registry"
@@ -35,6 +36,46 @@ def test_registry_config_is_complete_and_hardened(base_data):
     assert config["health"]["storagedriver"]["enabled"] is True
     assert config["log"]["formatter"] == "json"
     assert "debug" not in config["http"]
+
+
+def test_token_mode_registry_trusts_the_token_ca_and_reports_to_the_audit(base_data):
+    s = _settings(base_data, registry_token_port=6020)
+    config = yaml.safe_load(render.registry_config(s, "the-http-secret", notify_secret="n0t1fy"))
+    assert "htpasswd" not in config["auth"]
+    token = config["auth"]["token"]
+    assert token["realm"] == "https://reg.example.com/auth/token"
+    assert token["autoredirect"] is True  # the realm follows the name the client used
+    assert token["service"] == "reg.example.com" and token["issuer"] == "regops-token"
+    assert token["rootcertbundle"] == "/etc/docker/registry/token-ca.crt"
+    (endpoint,) = config["notifications"]["endpoints"]
+    assert endpoint["url"] == "http://regops-token:6021/notify"
+    assert endpoint["headers"]["Authorization"] == ["Bearer n0t1fy"]
+    assert endpoint["ignore"]["actions"] == ["pull"]
+    spec = render.template("etc/docker/registry/registry.spec", s)
+    assert "--add-host regops-token:host-gateway" in spec
+    site = render.template("etc/nginx/conf.d/regops.conf", s)
+    token_location = site.split("location = /auth/token {", 1)[1].split("}", 1)[0]
+    assert "proxy_pass http://127.0.0.1:6020;" in token_location
+    assert "proxy_set_header X-Real-IP $remote_addr;" in token_location
+    plain = _settings(base_data, registry_auth="htpasswd")
+    assert "/auth/token" not in render.template("etc/nginx/conf.d/regops.conf", plain)
+    assert "add-host" not in render.template("etc/docker/registry/registry.spec", plain)
+
+
+def test_token_service_unit_is_hardened(base_data, tmp_path):
+    unit = render.template(hostpaths.TOKEN_UNIT, _settings(base_data))
+    lines = set(unit.splitlines())
+    for directive in ("User=regops-token", "NoNewPrivileges=yes", "ProtectSystem=strict",
+                      "CapabilityBoundingSet=", "PrivateTmp=yes", "MemoryMax=256M",
+                      "ExecStart=/usr/bin/python3 -m regops_token --config "
+                      "/etc/regops/token/config.json"):
+        assert directive in lines
+    path = tmp_path / "regops-token.service"
+    path.write_text(unit)
+    if shutil.which("systemd-analyze"):
+        result = subprocess.run(["systemd-analyze", "verify", str(path)], capture_output=True,
+                                text=True)
+        assert "regops-token.service:" not in result.stderr, result.stderr
 
 
 def test_readonly_variant_differs_only_in_maintenance_mode(base_data):
@@ -148,7 +189,7 @@ def test_host_scripts_pass_shellcheck(base_data, tmp_path):
     s = _settings(base_data)
     staged = [i.path for i in frontdoor_unit(s).inputs]
     for path in (hostpaths.REGISTRY_CONTROL, hostpaths.FRONTDOOR_CONTROL, hostpaths.GC_SCRIPT,
-                 hostpaths.SCRIPT_LIB):
+                 hostpaths.SCRIPT_LIB, hostpaths.TOKEN_CONTROL):
         script = tmp_path / path.rsplit("/", 1)[-1]
         script.write_text(render.template(path, s, staged=staged))
         result = subprocess.run(["shellcheck", "-s", "bash", "-S", "warning", str(script)],

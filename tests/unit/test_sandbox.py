@@ -347,7 +347,12 @@ def test_inventory_hosts(state_root: Path) -> None:
     assert data["ssh_strict_host_key_checking"] == "no"
     assert data["registry_name"] == "sb1.demo.test"
     assert data["registry_extra_names"] == ["localhost", "127.0.0.1", "172.17.0.2"]
-    assert data["registry_users"] == ["demo"]
+    assert data["registry_users"][0] == "demo" and "demo" in data["registry_admins"]
+    # The sandbox data is a valid inventory: the access rules load and name what exists.
+    from regops.config.settings import load
+
+    s = load(name, {**data, "registry_image_archive": None}, environ={})
+    assert s.token_auth and "ci-retired" in s.policy.robots
     assert data["registry_secrets_dir"] == str(state_root.resolve() / "secrets")
     assert data["registry_image_archive"].endswith("regops-registry-2.8.2.tar")
 

@@ -324,6 +324,7 @@ def test_every_decision_is_one_audit_line(stack):
     assert last["event"] == "token" and last["subject"] == "user:carol"
     assert last["requested"] == ["repository:platform/app:*"]
     assert last["granted"] == ["repository:platform/app:pull"]
+    assert last["via"] == "GET basic"
 
 
 def test_robots_push_where_their_rules_say_and_expire(stack):
@@ -344,6 +345,8 @@ def test_post_password_and_refresh_token_grants(stack):
                                    scope="repository:platform/app:pull repository:bob/x:push")
     assert status == 200 and doc["access_token"] and doc["refresh_token"]
     assert doc["scope"] == "repository:platform/app:pull repository:bob/x:push"
+    last = json.loads((stack.tmp / "audit.log").read_text().splitlines()[-1])
+    assert (last["via"], last["client"]) == ("POST password", "containerd-client")
     refresh = doc["refresh_token"]
     status, again = stack.post_token(grant_type="refresh_token", refresh_token=refresh,
                                      client_id="docker", scope="registry:catalog:*")
@@ -371,3 +374,39 @@ def test_unknown_service_is_refused(stack):
     request = urllib.request.Request(
         f"http://127.0.0.1:{stack.token_port}/auth/token?service=elsewhere")
     assert _open(request)[0] == 400
+
+
+def _token_events(stack: Stack) -> int:
+    return sum('"event": "token"' in line
+               for line in (stack.tmp / "audit.log").read_text().splitlines())
+
+
+def test_the_client_speaks_the_token_protocol_once_per_scope(stack):
+    from regops.registry.client import RegistryClient, RegistryError
+
+    alice = RegistryClient(f"http://127.0.0.1:{stack.port}", "alice", PASSWORDS["alice"])
+    before = _token_events(stack)
+    repositories = alice.catalog()
+    assert "platform/app" in repositories
+    for _ in range(20):
+        assert "1.0" in alice.tags("platform/app")
+        alice.digest("platform/app", "1.0")
+    # catalog, then one token for pulling platform/app, however many requests
+    assert _token_events(stack) - before == 2
+
+    bob = RegistryClient(f"http://127.0.0.1:{stack.port}", "bob", PASSWORDS["bob"])
+    with pytest.raises(RegistryError) as refused:
+        bob.catalog()
+    assert refused.value.status == 401
+
+    anonymous = RegistryClient(f"http://127.0.0.1:{stack.port}")
+    assert anonymous.ping() == 401  # no token fetched without being told to
+    public = RegistryClient(f"http://127.0.0.1:{stack.port}", anonymous_tokens=True)
+    assert public.tags("public/base") == ["1"]
+    with pytest.raises(RegistryError):
+        public.tags("platform/app")
+
+    wrong = RegistryClient(f"http://127.0.0.1:{stack.port}", "bob", "wrong-password")
+    with pytest.raises(RegistryError, match="HTTP 401 the token service refused the login"):
+        wrong.tags("platform/app")
+    assert wrong.ping() == 401  # a refused login is an answer, not a transport error

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from regops_token import jws
+from regops_token import jws, server
 from regops_token.rules import (
     RuleError,
     Subject,
@@ -18,7 +18,7 @@ from regops_token.rules import (
     policy_from_json,
     policy_to_json,
 )
-from regops_token.server import Throttle, parse_scope, scopes_of
+from regops_token.server import Htpasswd, Throttle, parse_scope, scopes_of
 
 USERS = ["alice", "bob", "carol", "ci"]
 EXAMPLE = {
@@ -165,6 +165,30 @@ def test_throttle_waits_longer_after_repeated_failures():
     assert throttle.delay("bob", "5.6.7.8") == 0  # another address is not slowed
     throttle.succeeded("bob", "1.2.3.4")
     assert throttle.delay("bob", "1.2.3.4") == 0
+
+
+def test_a_verified_password_skips_bcrypt_until_it_changes(tmp_path, monkeypatch):
+    import bcrypt
+
+    path = tmp_path / "users.htpasswd"
+    path.write_text(f"alice:{bcrypt.hashpw(b'one', bcrypt.gensalt(4)).decode()}\n")
+    users = Htpasswd(str(path))
+    calls = []
+    real = bcrypt.checkpw
+    monkeypatch.setattr(server.bcrypt, "checkpw", lambda p, h: calls.append(p) or real(p, h))
+    assert users.check("alice", "one") and users.check("alice", "one")
+    assert len(calls) == 1  # the second login came from memory
+    assert users.check("alice", "two") is False and users.check("alice", "two") is False
+    assert len(calls) == 3  # failures always cost a bcrypt
+    path.write_text(f"alice:{bcrypt.hashpw(b'two', bcrypt.gensalt(4)).decode()}\n"
+                    "# a longer file, so the change is seen within the same second\n")
+    assert users.check("alice", "one") is False  # the old password is not remembered
+    assert users.check("alice", "two") is True
+    monkeypatch.setattr(server.time, "monotonic", lambda: 1e12)  # long after
+    calls.clear()
+    assert users.check("alice", "two") and len(calls) == 1
+    path.write_text("")
+    assert users.check("alice", "two") is None  # removed: unknown, whatever was remembered
 
 
 def test_the_token_package_needs_only_the_standard_library_cryptography_and_bcrypt():

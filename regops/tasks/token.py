@@ -1,0 +1,119 @@
+"""The token service (registry_auth: token): our package `regops_token`, run by
+Debian's python3 as a hardened systemd unit on loopback, behind the front door.
+
+A managed unit (`regops.deploy.unit`): its code, config (with the access rules),
+signing key and certificate and unit file are staged and taken in by
+`regops-token apply`, which restarts it and puts the previous version back if it
+does not answer. Users and robots are files it re-reads (`regops.tasks.auth`), so
+they change without a restart. Nothing comes from the internet: the code ships
+with regops, the libraries from Debian (python3-cryptography, python3-bcrypt).
+
+Its keys: `registry_auth`, `registry_access`, `registry_groups`, `registry_admins`,
+`registry_robots`, `registry_token_ttl`, `registry_token_port`.
+"""
+
+import json
+from pathlib import Path
+
+from pyinfra import host
+from pyinfra.api import deploy
+from pyinfra.facts.files import File
+from pyinfra.operations import apt, files, systemd
+
+import regops_token
+from regops import hostpaths, paths
+from regops.config.settings import Settings
+from regops.deploy import render, unit
+from regops.deploy.ops import Secret, refresh_apt_for, secret_file
+from regops.secrets import pki, store
+from regops_token.rules import policy_to_json
+
+PACKAGES = ["python3", "python3-cryptography", "python3-bcrypt"]
+ISSUER = "regops-token"
+
+
+def signer(s: Settings) -> pki.TokenSigner:
+    return pki.ensure_token_signer(paths.pki_dir(s.secrets_root, s.registry_name))
+
+
+def token_config(s: Settings) -> str:
+    return json.dumps(
+        {
+            "service": s.registry_name,
+            "issuer": ISSUER,
+            "ttl": s["registry_token_ttl"],
+            "refresh_days": 90,
+            "listen": f"127.0.0.1:{s['registry_token_port']}",
+            # The registry reaches the host on Docker's bridge (host-gateway).
+            "notify_listen": f"docker0:{s['registry_token_port'] + 1}",
+            "notify_secret": hostpaths.TOKEN_NOTIFY_SECRET,
+            "key": hostpaths.TOKEN_KEY,
+            "chain": hostpaths.TOKEN_CERT,
+            "users": hostpaths.TOKEN_USERS,
+            "robots": hostpaths.TOKEN_ROBOTS,
+            "audit": hostpaths.AUDIT_LOG,
+            "policy": policy_to_json(s.policy),
+        },
+        indent=2,
+        sort_keys=True,
+    ) + "\n"
+
+
+def token_unit(s: Settings) -> unit.Unit:
+    package = Path(regops_token.__file__).parent
+    code = tuple(
+        unit.Input(f"{hostpaths.TOKEN_CODE}/regops_token/{f.name}", f.read_bytes())
+        for f in sorted(package.glob("*.py"))
+    )
+    key = signer(s)
+    return unit.Unit(
+        name="token",
+        what="the token service",
+        control=hostpaths.TOKEN_CONTROL,
+        inputs=(
+            *code,
+            unit.Input(hostpaths.TOKEN_UNIT, render.template(hostpaths.TOKEN_UNIT, s).encode()),
+            unit.Input(hostpaths.TOKEN_CONFIG, token_config(s).encode(), mode="0640",
+                       gid=s["registry_token_uid"]),
+            unit.Input(hostpaths.TOKEN_CERT, key.cert_pem),
+            unit.Input(hostpaths.TOKEN_KEY, key.key_pem, mode="0640",
+                       gid=s["registry_token_uid"], secret=True),
+        ),
+    )
+
+
+@deploy("Token service")
+def apply(s: Settings) -> None:
+    if not s.token_auth:
+        return
+    refresh_apt_for(PACKAGES)
+    apt.packages(name="Install python3 with cryptography and bcrypt (Debian's)",
+                 packages=PACKAGES)
+    for directory in (hostpaths.TOKEN_CODE, f"{hostpaths.TOKEN_CODE}/regops_token"):
+        files.directory(name=f"Create {directory}", path=directory, user="root", group="root",
+                        mode="0755")
+    secret_file(
+        name="Write the secret the registry's notifications carry",
+        src=Secret(store.notify_secret(s.secrets_root, s.registry_name) + "\n"),
+        path=hostpaths.TOKEN_NOTIFY_SECRET,
+        uid=0,
+        gid=s["registry_token_uid"],
+        mode="0640",
+    )
+    the_unit = token_unit(s)
+    unit.install_control(s, hostpaths.TOKEN_CONTROL, staged=[i.path for i in the_unit.inputs])
+    unit.ensure(the_unit)
+
+
+@deploy("Token service (retired)")
+def retire(s: Settings) -> None:
+    """With `registry_auth: htpasswd`, a token service left from token mode stops, once
+    the registry no longer sends clients to it; its files stay for a way back."""
+    if s.token_auth or not host.get_fact(File, path=hostpaths.TOKEN_UNIT):
+        return
+    systemd.service(
+        name="Stop and disable the token service (registry_auth is htpasswd)",
+        service="regops-token.service",
+        running=False,
+        enabled=False,
+    )
