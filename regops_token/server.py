@@ -234,7 +234,9 @@ class TokenService:
 
     def authenticate(self, name: str, password: str, address: str) -> tuple[Subject | None, str]:
         """(subject, "") or (None, why): users first, then robots."""
-        time.sleep(self.throttle.delay(name, address))
+        delay = self.throttle.delay(name, address)
+        if delay:
+            time.sleep(delay)
         user = self.users.check(name, password)
         if user:
             self.throttle.succeeded(name, address)

@@ -72,6 +72,7 @@ class RegistryClient:
         self._context = ssl.create_default_context(cafile=self.ca_file)
         self._local = threading.local()
         self._tokens: dict[str, tuple[str, float]] = {}
+        self._fetching: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
         self._basic = False  # the registry asked for Basic credentials
 
@@ -130,7 +131,18 @@ class RegistryClient:
             found = self._tokens.get(scope)
         return found[0] if found and found[1] > time.monotonic() else None
 
-    def _fetch_token(self, challenge: str, scope: str) -> str | None:
+    def _fetch_token(self, challenge: str, scope: str, stale: str | None) -> str | None:
+        """One login per scope at a time: threads that start together (prune's
+        workers) wait for the first one's token instead of each paying a bcrypt."""
+        with self._lock:
+            lock = self._fetching.setdefault(scope, threading.Lock())
+        with lock:
+            fresh = self._cached(scope)
+            if fresh and fresh != stale:
+                return fresh
+            return self._login(challenge, scope)
+
+    def _login(self, challenge: str, scope: str) -> str | None:
         params = dict(re.findall(r'(\w+)="([^"]*)"', challenge))
         realm = params.get("realm")
         if not realm:
@@ -177,7 +189,8 @@ class RegistryClient:
             self.username is not None or self.anonymous_tokens
         ):
             try:
-                token = self._fetch_token(challenge, scope)
+                stale = sent.get("Authorization", "").removeprefix("Bearer ") or None
+                token = self._fetch_token(challenge, scope, stale)
             except RegistryError as error:
                 if error.status != 401:
                     raise

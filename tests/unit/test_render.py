@@ -161,12 +161,14 @@ def test_front_door_site_is_mozilla_intermediate_and_streams(base_data):
     assert ciphers.strip() == "ssl_ciphers " + ":".join(INTERMEDIATE_CIPHERS) + ";"
     assert "ssl_certificate_key /etc/nginx/regops/tls/server.key;" in site
     for directive in ("client_max_body_size 0;", "proxy_request_buffering off;",
-                      "proxy_buffering off;", "proxy_http_version 1.1;",
+                      "proxy_buffering off;", "proxy_buffer_size 64k;",
+                      "proxy_http_version 1.1;",
                       "proxy_set_header Host $http_host;",
                       "proxy_set_header X-Forwarded-Proto $scheme;"):
         assert directive in site
     assert "server 127.0.0.1:6000 max_fails=0;" in site
     assert "server 127.0.0.1:6001 backup;" in site
+    assert site.count("keepalive 16;") == 2  # both upstreams reuse connections
     assert "include /etc/nginx/regops/registry-mode.conf;" in site
     ipv6 = render.template("etc/nginx/conf.d/regops.conf", _settings(base_data,
                            registry_bind_address="::"))

@@ -410,3 +410,16 @@ def test_the_client_speaks_the_token_protocol_once_per_scope(stack):
     with pytest.raises(RegistryError, match="HTTP 401 the token service refused the login"):
         wrong.tags("platform/app")
     assert wrong.ping() == 401  # a refused login is an answer, not a transport error
+
+
+def test_workers_that_start_together_share_one_login(stack):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from regops.registry.client import RegistryClient
+
+    alice = RegistryClient(f"http://127.0.0.1:{stack.port}", "alice", PASSWORDS["alice"])
+    before = _token_events(stack)
+    with ThreadPoolExecutor(8) as pool:
+        listed = list(pool.map(lambda _: alice.tags("platform/app"), range(8)))
+    assert all("1.0" in tags for tags in listed)
+    assert _token_events(stack) - before == 1
