@@ -2,28 +2,17 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from regops_token.manifests import parse_time  # noqa: F401 - shared with the token service
+from regops_token.text import human_bytes, natural_key  # noqa: F401 - shared likewise
+
 T = TypeVar("T")
 R = TypeVar("R")
 
-_FRACTION = re.compile(r"\.(\d+)")
-
-
-def human_bytes(n: int | None) -> str:
-    """Decimal units, as `du -h --si` and registries' UIs print them; None is '-'."""
-    if n is None:
-        return "-"
-    value = float(n)
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(value) < 1000 or unit == "TB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{n} B"  # pragma: no cover
 
 
 def table(rows: Sequence[Sequence[Any]]) -> str:
@@ -35,26 +24,8 @@ def table(rows: Sequence[Sequence[Any]]) -> str:
     )
 
 
-def natural_key(text: str) -> tuple[tuple[int, int, str], ...]:
-    """Sort key that orders `v1.10` after `v1.9`."""
-    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"(\d+)", text))
-
-
 def plural(n: int, word: str, many: str | None = None) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {many or word + 's'}"
-
-
-def parse_time(value: Any) -> datetime | None:
-    """RFC 3339 / ISO 8601 (`...Z`, nanoseconds as Go writes them); None if absent or bad."""
-    if not isinstance(value, str) or not value.strip():
-        return None
-    text = _FRACTION.sub(lambda m: "." + m[1][:6].ljust(6, "0"), value.strip(), count=1)
-    text = text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def format_time(value: datetime | None) -> str | None:

@@ -16,7 +16,7 @@ import os
 import sys
 import threading
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -37,9 +37,14 @@ class Audit:
     def __init__(self, path: str, max_bytes: int = MAX_BYTES, keep: int = KEEP) -> None:
         self.path, self.max_bytes, self.keep = path, max_bytes, keep
         self._lock = threading.Lock()
+        # Called with every record written (the web pages' push history listens).
+        self.listeners: list[Callable[[dict[str, Any]], None]] = []
 
     def __call__(self, event: str, **fields: Any) -> None:
-        line = json.dumps({"time": _now(), "event": event, **fields}, sort_keys=True)
+        record = {"time": _now(), "event": event, **fields}
+        line = json.dumps(record, sort_keys=True)
+        for listener in self.listeners:
+            listener(record)
         with self._lock:
             with open(self.path, "a", encoding="utf-8") as out:
                 out.write(line + "\n")

@@ -13,6 +13,7 @@ Patterns: `*` matches within one path segment, `**` one or more whole segments,
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ def _segment_regex(segment: str) -> str:
     )
 
 
+@functools.lru_cache(maxsize=4096)
 def compile_pattern(pattern: str, user: str | None = None) -> re.Pattern[str] | None:
     """A repository pattern as a regex; None when it names `${user}` and there is no user."""
     if "${user}" in pattern:

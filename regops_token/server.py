@@ -7,13 +7,15 @@
                        client_id, access_type=offline
     GET  /auth/health  200 when it can sign
     POST /notify       the registry's notifications (its own listener, bearer secret)
+    everything else    the web pages (`regops_token.web`), when the config has `web`
 
 A password is checked with bcrypt once per token, not per request (and once per
 two minutes for a client that logs in again and again); repeated failed logins
 of one name from one address are slowed down. Every decision is one JSON line in
 the audit log; so are the pushes and deletes the registry reports.
 Users and robots are re-read when their files change, so adding a user needs no
-restart. Standard library plus `cryptography` and `bcrypt`, as Debian packages them.
+restart. Standard library plus `cryptography` and `bcrypt` (and `jinja2` for the
+web pages), as Debian packages them.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from datetime import UTC, date, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import bcrypt
 from cryptography import x509
@@ -72,6 +74,7 @@ class Config:
     robots: str  # htpasswd (bcrypt) of the robots' secrets
     audit: str
     policy: Policy
+    web: dict[str, Any] | None = None  # address, registry_ports, gc_schedule, gc_state
 
     @classmethod
     def load(cls, path: str) -> Config:
@@ -90,6 +93,7 @@ class Config:
             robots=doc["robots"],
             audit=doc["audit"],
             policy=policy_from_json(doc["policy"]),
+            web=doc.get("web"),
         )
 
 
@@ -230,7 +234,27 @@ class TokenService:
         self.chain = load_chain(Path(self.config.chain).read_bytes())
         self._key_stamp = stamp
 
+    @property
+    def policy(self) -> Policy:
+        return self.config.policy
+
     # ------------------------------------------------------------------ login
+
+    def login_user(self, name: str, password: str, address: str) -> bool:
+        """A web login: users only (robots are for machines), slowed down and audited
+        like a token login."""
+        delay = self.throttle.delay(name, address)
+        if delay > 0:
+            time.sleep(delay)
+        found = self.users.check(name, password)
+        if found:
+            self.throttle.succeeded(name, address)
+            return True
+        count = self.throttle.failed(name, address)
+        self.audit("login_failed", subject=name, client_ip=address, via="web",
+                   reason="unknown name" if found is None else "wrong password",
+                   failures=count)
+        return False
 
     def authenticate(self, name: str, password: str, address: str) -> tuple[Subject | None, str]:
         """(subject, "") or (None, why): users first, then robots."""
@@ -335,6 +359,37 @@ class TokenService:
         return token, self.config.ttl, access
 
 
+    def mint(self, subject: str, scopes: list[tuple[str, str, list[str]]]) -> tuple[str, int]:
+        """A token for the web pages' own requests to the registry on loopback. The
+        pages decide the rights (from the same rules) before asking; not audited,
+        the page's decision is."""
+        self._load_key()
+        now = int(time.time())
+        claims = {
+            "iss": self.config.issuer, "sub": subject, "aud": self.config.service,
+            "exp": now + self.config.ttl, "nbf": now - 10, "iat": now,
+            "jti": secrets.token_hex(12),
+            "access": [{"type": k, "name": n, "actions": a} for k, n, a in scopes],
+        }
+        return jws.sign(claims, self.key, self.chain[:1]), self.config.ttl
+
+
+def make_web(service: TokenService) -> Any:
+    """The web pages, when the config asks for them (else None)."""
+    if not service.config.web:
+        return None
+    from regops_token.backend import Backend
+    from regops_token.catalog import Catalog
+    from regops_token.web import Web, WebConfig
+
+    doc = service.config.web
+    catalog = Catalog(Backend([int(p) for p in doc["registry_ports"]], service.mint))
+    service.audit.listeners.append(catalog.history.record)
+    return Web(service, catalog, WebConfig(
+        address=doc["address"], gc_schedule=doc.get("gc_schedule"),
+        gc_state=doc.get("gc_state", ""), audit=service.config.audit), today=service.today)
+
+
 def load_chain(pem: bytes) -> list[x509.Certificate]:
     """Every certificate of a PEM file (cryptography 38, Debian 12's, has no helper)."""
     marker = b"-----END CERTIFICATE-----"
@@ -353,7 +408,7 @@ def _basic(header: str | None) -> tuple[str, str] | None:
     return (name, password) if sep else None
 
 
-def make_handler(service: TokenService) -> type[BaseHTTPRequestHandler]:
+def make_handler(service: TokenService, web: Any = None) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "regops-token"
         sys_version = ""
@@ -427,7 +482,7 @@ def make_handler(service: TokenService) -> type[BaseHTTPRequestHandler]:
                 self._send(200, {"ok": True})
                 return
             if url.path != "/auth/token":
-                self._error(404, "NOT_FOUND", "no such endpoint")
+                self._web("GET", url.path, url.query, "")
                 return
             params = parse_qs(url.query)
             if not self._service_ok(params):
@@ -450,6 +505,23 @@ def make_handler(service: TokenService) -> type[BaseHTTPRequestHandler]:
                 via="GET basic" if credentials else "GET anonymous",
             )
 
+        def _web(self, method: str, path: str, query: str, body: str) -> None:
+            if web is None or path.startswith("/auth/"):
+                self._error(404, "NOT_FOUND", "no such endpoint")
+                return
+            from regops_token.web import Request, parse_form
+
+            request = Request(method, unquote(path), parse_qs(query),
+                              {k.lower(): v for k, v in self.headers.items()},
+                              parse_form(body), self._address())
+            response = web.handle(request)
+            self.send_response(response.status)
+            self.send_header("Content-Length", str(len(response.body)))
+            for key, value in response.headers:
+                self.send_header(key, value)
+            self.end_headers()
+            self.wfile.write(response.body)
+
         def do_POST(self) -> None:  # noqa: N802 - http.server's name
             url = urlsplit(self.path)
             length = int(self.headers.get("Content-Length") or 0)
@@ -458,7 +530,7 @@ def make_handler(service: TokenService) -> type[BaseHTTPRequestHandler]:
                 self._notify(body)
                 return
             if url.path != "/auth/token":
-                self._error(404, "NOT_FOUND", "no such endpoint")
+                self._web("POST", url.path, url.query, body)
                 return
             params = parse_qs(body)
             if not self._service_ok(params):
@@ -499,7 +571,9 @@ def make_handler(service: TokenService) -> type[BaseHTTPRequestHandler]:
             except (ValueError, AttributeError):
                 events = []
             for event in events:
-                record_event(service.audit, event, service.label)
+                recorded = record_event(service.audit, event, service.label)
+                if web is not None and recorded:
+                    web.catalog.changed(recorded)
             self._send(200, {"ok": True})
 
     return Handler
@@ -515,9 +589,10 @@ def _read_secret(path: str | None) -> str:
 
 
 def record_event(audit: Callable[..., None], event: Mapping[str, Any],
-                 label: Callable[[str], str] = lambda name: name) -> None:
+                 label: Callable[[str], str] = lambda name: name) -> str | None:
     """A registry notification as an audit line: manifest pushes and deletes, with the
-    actor (the token's subject) named as token decisions name it."""
+    actor (the token's subject) named as token decisions name it. Returns the
+    repository of what it recorded."""
     action = event.get("action")
     target = event.get("target") or {}
     if action == "delete" or (action == "push" and target.get("mediaType") in MANIFEST_TYPES):
@@ -530,6 +605,20 @@ def record_event(audit: Callable[..., None], event: Mapping[str, Any],
             digest=target.get("digest"),
             client_ip=((event.get("request") or {}).get("addr") or "").rsplit(":", 1)[0],
         )
+        return str(target.get("repository") or "") or None
+    return None
+
+
+class Server(ThreadingHTTPServer):
+    """A client that hangs up mid-request (a closed tab, nginx dropping an idle
+    connection) is not an error worth a traceback in the journal."""
+
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
+            return
+        super().handle_error(request, client_address)
 
 
 def interface_address(spec: str) -> tuple[str, int]:
@@ -553,14 +642,17 @@ def interface_address(spec: str) -> tuple[str, int]:
 def serve(config_path: str) -> None:
     config = Config.load(config_path)
     service = TokenService(config)
-    handler = make_handler(service)
+    web = make_web(service)
+    if web is not None:
+        web.catalog.run_indexer(audit_path=config.audit)
+    handler = make_handler(service, web)
     host, port = interface_address(config.listen)
-    servers = [ThreadingHTTPServer((host, port), handler)]
+    servers = [Server((host, port), handler)]
     if config.notify_listen:
         for attempt in range(60):  # the bridge comes up with Docker
             try:
                 servers.append(
-                    ThreadingHTTPServer(interface_address(config.notify_listen), handler)
+                    Server(interface_address(config.notify_listen), handler)
                 )
                 break
             except OSError:

@@ -455,6 +455,14 @@ KEYS: list[Key] = [
         "port, on Docker's bridge, takes the registry's notifications for the audit log.",
         integer(1024, 65534),
     ),
+    Key(
+        "registry_ui",
+        True,
+        "auth",
+        "Serve the web pages (browse, image details, delete, access, audit) at "
+        "https://NAME:PORT/ from the token service (token auth only).",
+        boolean,
+    ),
     # --- gc: garbage collection
     Key(
         "registry_gc_enabled",

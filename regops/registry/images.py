@@ -11,24 +11,31 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import threading
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
 from regops.errors import RegopsError
-from regops.util import parse_time
-
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
-DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar.gzip"
-INDEX_TYPES = (OCI_INDEX, DOCKER_LIST)
-IMAGE_TYPES = (OCI_MANIFEST, DOCKER_MANIFEST)
+from regops_token import manifests as _model
+from regops_token.manifests import (  # noqa: F401 - the model, re-exported
+    DOCKER_CONFIG,
+    DOCKER_LAYER,
+    DOCKER_LIST,
+    DOCKER_MANIFEST,
+    IMAGE_TYPES,
+    INDEX_TYPES,
+    OCI_INDEX,
+    OCI_MANIFEST,
+    Descriptor,
+    Image,
+    Manifest,
+    config_created,
+    platform_name,
+)
 
 _REFERENCE = re.compile(
     r"^(?P<repo>[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*)"
@@ -37,144 +44,18 @@ _REFERENCE = re.compile(
 )
 
 
-class ManifestError(RegopsError, ValueError):
+
+
+class ManifestError(RegopsError, _model.ManifestError):
     """A manifest or config the registry returned is not what its media type says."""
 
 
-@dataclass(frozen=True)
-class Descriptor:
-    digest: str
-    size: int
-    media_type: str = ""
-    platform: str | None = None  # os/arch[/variant], index entries only
-
-
-@dataclass(frozen=True)
-class Manifest:
-    """One manifest as stored: an image (config + layers) or an index (children)."""
-
-    digest: str
-    media_type: str
-    size: int
-    config: Descriptor | None = None
-    layers: tuple[Descriptor, ...] = ()
-    children: tuple[Descriptor, ...] = ()
-
-    @property
-    def is_index(self) -> bool:
-        return self.media_type in INDEX_TYPES
-
-
-@dataclass
-class Image:
-    """What one tag points at, resolved: for an index, with its child images."""
-
-    manifest: Manifest
-    created: datetime | None = None
-    platform: str | None = None
-    children: list[Image] = field(default_factory=list)
-
-    @property
-    def digest(self) -> str:
-        return self.manifest.digest
-
-    @property
-    def is_index(self) -> bool:
-        return self.manifest.is_index
-
-    @property
-    def platforms(self) -> list[str]:
-        return [c.platform for c in self.children if c.platform]
-
-    def content(self) -> dict[str, int]:
-        """Config and layer blobs (digest -> size), of every child for an index."""
-        if self.is_index:
-            return {d: s for c in self.children for d, s in c.content().items()}
-        m = self.manifest
-        parts = ([m.config] if m.config else []) + list(m.layers)
-        return {d.digest: d.size for d in parts}
-
-    @property
-    def size(self) -> int:
-        """Bytes of config and layers; a blob two children share counts once."""
-        return sum(self.content().values())
-
-    def own_blobs(self) -> dict[str, int]:
-        """What deleting this manifest lets a plain GC reclaim (ignoring other references):
-        everything for an image; for an index only the index manifest, because its
-        children stay behind as untagged manifests, which GC keeps unless
-        --delete-untagged."""
-        if self.is_index:
-            return {self.digest: self.manifest.size}
-        return {self.digest: self.manifest.size, **self.content()}
-
-    def all_blobs(self) -> dict[str, int]:
-        """Every blob stored for this image: manifests, configs and layers."""
-        blobs = {self.digest: self.manifest.size}
-        if self.is_index:
-            for child in self.children:
-                blobs.update(child.all_blobs())
-        else:
-            blobs.update(self.content())
-        return blobs
-
-    def child_digests(self) -> set[str]:
-        return {c.digest for c in self.children}
-
-
-def platform_name(platform: Mapping[str, Any] | None) -> str | None:
-    """`linux/arm64/v8` from an index entry's platform object."""
-    if not isinstance(platform, Mapping):
-        return None
-    parts = [platform.get("os"), platform.get("architecture"), platform.get("variant")]
-    if not parts[0] or not parts[1]:
-        return None
-    return "/".join(str(p) for p in parts if p)
-
-
-def _descriptor(raw: Any, where: str) -> Descriptor:
-    if (
-        not isinstance(raw, Mapping)
-        or not isinstance(raw.get("digest"), str)
-        or not isinstance(raw.get("size"), int)
-    ):
-        raise ManifestError(f"{where}: descriptor without digest and size")
-    return Descriptor(
-        raw["digest"],
-        raw["size"],
-        str(raw.get("mediaType") or ""),
-        platform_name(raw.get("platform")),
-    )
-
-
 def parse_manifest(digest: str, media_type: str, body: bytes) -> Manifest:
-    """A Manifest from what the registry returned for it."""
+    """A Manifest from what the registry returned for it (ManifestError, a RegopsError)."""
     try:
-        doc = json.loads(body)
-    except ValueError:
-        raise ManifestError(f"{digest}: manifest is not JSON") from None
-    if not isinstance(doc, Mapping):
-        raise ManifestError(f"{digest}: manifest is not a JSON object")
-    kind = media_type or str(doc.get("mediaType") or "")
-    if not kind:  # OCI allows omitting mediaType; the content decides
-        kind = OCI_INDEX if "manifests" in doc else OCI_MANIFEST
-    if kind in INDEX_TYPES:
-        children = tuple(_descriptor(d, digest) for d in doc.get("manifests") or [])
-        return Manifest(digest, kind, len(body), children=children)
-    if kind in IMAGE_TYPES:
-        config = _descriptor(doc.get("config"), digest)
-        layers = tuple(_descriptor(d, digest) for d in doc.get("layers") or [])
-        return Manifest(digest, kind, len(body), config=config, layers=layers)
-    raise ManifestError(f"{digest}: unsupported manifest type {kind!r}")
-
-
-def config_created(body: bytes) -> datetime | None:
-    """The `created` time of an image config blob."""
-    try:
-        doc = json.loads(body)
-    except ValueError:
-        return None
-    return parse_time(doc.get("created")) if isinstance(doc, Mapping) else None
+        return _model.parse_manifest(digest, media_type, body)
+    except _model.ManifestError as error:
+        raise ManifestError(str(error)) from None
 
 
 def split_reference(text: str) -> tuple[str, str]:
@@ -426,3 +307,40 @@ def index_manifest(
         )
     doc = {"schemaVersion": 2, "mediaType": kind, "manifests": entries}
     return kind, json.dumps(doc, sort_keys=True).encode()
+
+
+def push_image(
+    client: WriteClient,
+    repository: str,
+    tags: list[str],
+    *,
+    platforms: tuple[str, ...] = ("linux/amd64",),
+    created: str = "2026-01-01T00:00:00Z",
+    labels: dict[str, str] | None = None,
+    layer_bytes: int = 1024,
+) -> str:
+    """A small random image, an index over its platforms when more than one, under every
+    tag; with an entrypoint, env, labels, a port and history, as `docker build` writes
+    them. Returns its digest."""
+    children = []
+    for platform in platforms:
+        layer = os.urandom(layer_bytes)
+        doc = json.loads(image_config(created, platform.split("/")[1]))
+        doc["config"] = {"Entrypoint": ["/app"], "Cmd": ["--serve"],
+                         "Env": ["PATH=/usr/bin", "API_TOKEN=do-not-show-me"],
+                         "Labels": labels or {}, "ExposedPorts": {"8080/tcp": {}}}
+        doc["history"] = [{"created": created, "created_by": "COPY app /app"}]
+        config = json.dumps(doc, sort_keys=True).encode()
+        for blob in (layer, config):
+            upload_blob(client, repository, blob)
+        kind, body = image_manifest(config, [layer])
+        children.append((kind, body, platform))
+    if len(children) == 1:
+        kind, body = children[0][0], children[0][1]
+    else:
+        for child_kind, child, _ in children:
+            put_manifest(client, repository, sha256(child), child_kind, child)
+        kind, body = index_manifest(children)
+    for tag in tags:
+        put_manifest(client, repository, tag, kind, body)
+    return sha256(body)

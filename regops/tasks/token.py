@@ -8,12 +8,17 @@ does not answer. Users and robots are files it re-reads (`regops.tasks.auth`), s
 they change without a restart. Nothing comes from the internet: the code ships
 with regops, the libraries from Debian (python3-cryptography, python3-bcrypt).
 
+It also serves the web pages (`registry_ui`), on the registry's own origin: it
+reads the registry on loopback with tokens it signs for itself, and needs
+Debian's python3-jinja2 for them.
+
 Its keys: `registry_auth`, `registry_access`, `registry_groups`, `registry_admins`,
-`registry_robots`, `registry_token_ttl`, `registry_token_port`.
+`registry_robots`, `registry_token_ttl`, `registry_token_port`, `registry_ui`.
 """
 
 import json
 from pathlib import Path
+from typing import Any
 
 from pyinfra import host
 from pyinfra.api import deploy
@@ -28,12 +33,24 @@ from regops.deploy.ops import Secret, refresh_apt_for, secret_file
 from regops.secrets import pki, store
 from regops_token.rules import policy_to_json
 
-PACKAGES = ["python3", "python3-cryptography", "python3-bcrypt"]
+PACKAGES = ["python3", "python3-cryptography", "python3-bcrypt", "python3-jinja2"]
 ISSUER = "regops-token"
 
 
 def signer(s: Settings) -> pki.TokenSigner:
     return pki.ensure_token_signer(paths.pki_dir(s.secrets_root, s.registry_name))
+
+
+def web_config(s: Settings) -> dict[str, Any] | None:
+    if not s["registry_ui"]:
+        return None
+    ports = render.ports(s)
+    return {
+        "address": s.registry_address,
+        "registry_ports": [ports.primary, ports.standby],
+        "gc_schedule": s["registry_gc_schedule"] if s["registry_gc_enabled"] else None,
+        "gc_state": hostpaths.GC_STATE,
+    }
 
 
 def token_config(s: Settings) -> str:
@@ -53,6 +70,7 @@ def token_config(s: Settings) -> str:
             "robots": hostpaths.TOKEN_ROBOTS,
             "audit": hostpaths.AUDIT_LOG,
             "policy": policy_to_json(s.policy),
+            "web": web_config(s),
         },
         indent=2,
         sort_keys=True,
@@ -62,8 +80,9 @@ def token_config(s: Settings) -> str:
 def token_unit(s: Settings) -> unit.Unit:
     package = Path(regops_token.__file__).parent
     code = tuple(
-        unit.Input(f"{hostpaths.TOKEN_CODE}/regops_token/{f.name}", f.read_bytes())
-        for f in sorted(package.glob("*.py"))
+        unit.Input(f"{hostpaths.TOKEN_CODE}/regops_token/{f.relative_to(package)}",
+                   f.read_bytes())
+        for f in package_files(package)
     )
     key = signer(s)
     return unit.Unit(
@@ -82,6 +101,12 @@ def token_unit(s: Settings) -> unit.Unit:
     )
 
 
+def package_files(package: Path) -> list[Path]:
+    """The service's code, its page templates and their static assets."""
+    return sorted([*package.glob("*.py"), *package.glob("pages/*.html"),
+                   *package.glob("static/*")])
+
+
 @deploy("Token service")
 def apply(s: Settings) -> None:
     if not s.token_auth:
@@ -89,7 +114,8 @@ def apply(s: Settings) -> None:
     refresh_apt_for(PACKAGES)
     apt.packages(name="Install python3 with cryptography and bcrypt (Debian's)",
                  packages=PACKAGES)
-    for directory in (hostpaths.TOKEN_CODE, f"{hostpaths.TOKEN_CODE}/regops_token"):
+    for directory in (hostpaths.TOKEN_CODE, *(f"{hostpaths.TOKEN_CODE}/regops_token{sub}"
+                                              for sub in ("", "/pages", "/static"))):
         files.directory(name=f"Create {directory}", path=directory, user="root", group="root",
                         mode="0755")
     secret_file(

@@ -28,7 +28,8 @@ pytestmark = pytest.mark.sandbox
 IMAGE = "regops-sandbox-base:bookworm"
 # What only the sandbox tests use: the no-host tests cannot notice them missing.
 SANDBOX_TOOLS = ("docker", "skopeo", "curl", "ab", "debootstrap", "docker-registry", "git",
-                 "ssh", "vagrant", "shellcheck", "htpasswd", "openssl", "systemd-analyze")
+                 "ssh", "vagrant", "shellcheck", "htpasswd", "openssl", "systemd-analyze",
+                 "chromium")
 _PEM = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.S)
 
 

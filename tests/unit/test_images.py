@@ -21,10 +21,10 @@ from regops.registry.images import (
     disk_usage,
     freed_estimate,
     parse_manifest,
-    parse_time,
     split_reference,
 )
 from regops.util import human_bytes, natural_key
+from regops_token.manifests import parse_time
 
 
 class FakeApi:

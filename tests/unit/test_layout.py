@@ -65,3 +65,4 @@ def test_every_task_module_is_in_the_deploy_and_the_readme():
             continue
         assert f"{task.stem}.apply(settings)" in site, task.stem
         assert f"`regops/tasks/{task.name}`" in readme, task.stem
+

@@ -175,6 +175,43 @@ def test_front_door_site_is_mozilla_intermediate_and_streams(base_data):
     assert "listen [::]:5000 ssl;" in ipv6
 
 
+def _root_location(site: str) -> str:
+    start = site.index("    location / {")
+    return site[start:site.index("\n    }", start)]
+
+
+def test_the_web_pages_are_served_at_the_root_only_with_token_auth(base_data):
+    pages = _root_location(render.template("etc/nginx/conf.d/regops.conf",
+                                           _settings(base_data, registry_token_port=5030)))
+    assert "proxy_pass http://127.0.0.1:5030;" in pages and "return 404" not in pages
+    off = _root_location(render.template("etc/nginx/conf.d/regops.conf",
+                                         _settings(base_data, registry_ui=False)))
+    htpasswd = _root_location(render.template("etc/nginx/conf.d/regops.conf",
+                                              _settings(base_data, registry_auth="htpasswd")))
+    assert "return 404;" in off and "proxy_pass" not in off
+    assert "return 404;" in htpasswd and "proxy_pass" not in htpasswd
+    site = render.template("etc/nginx/conf.d/regops.conf", _settings(base_data))
+    assert "location = /notify {\n        return 404;" in site  # the bridge only
+
+
+def test_the_token_service_ships_its_pages_and_knows_the_registry(base_data):
+    import json
+
+    from regops.tasks.token import token_config, token_unit
+
+    s = _settings(base_data, registry_backend_port=6000, registry_gc_schedule="5 4 * * *")
+    shipped = {i.path for i in token_unit(s).inputs}
+    for name in ("regops_token/web.py", "regops_token/pages/base.html",
+                 "regops_token/static/app.css", "regops_token/static/app.js"):
+        assert f"{hostpaths.TOKEN_CODE}/{name}" in shipped
+    web = json.loads(token_config(s))["web"]
+    assert web["registry_ports"] == [6000, 6001] and web["gc_schedule"] == "5 4 * * *"
+    assert web["address"] == s.registry_address
+    assert json.loads(token_config(_settings(base_data, registry_gc_enabled=False)))["web"][
+        "gc_schedule"] is None
+    assert json.loads(token_config(_settings(base_data, registry_ui=False)))["web"] is None
+
+
 def test_front_door_modes(base_data):
     s = _settings(base_data)
     normal = render.template("etc/nginx/regops/registry-normal.conf", s)

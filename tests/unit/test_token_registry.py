@@ -7,182 +7,21 @@ from __future__ import annotations
 import base64
 import json
 import os
-import socket
-import subprocess
-import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
-from datetime import date
-from http.server import ThreadingHTTPServer
-from pathlib import Path
-from typing import Any
 
-import bcrypt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from regops.registry.images import image_config, image_manifest, sha256
+from regops.registry.images import sha256
 from regops.secrets import pki
 from regops_token import jws
-from regops_token.rules import parse_policy, policy_to_json
-from regops_token.server import Config, TokenService, make_handler
 from tests.conftest import require_command
-
-SERVICE = "reg.test"
-PASSWORDS = {"alice": "alice-password-1", "bob": "bob-password-22", "carol": "carol-password-3"}
-ROBOT_SECRET = "robot-secret-value-4"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _htpasswd(path: Path, entries: dict[str, str]) -> None:
-    path.write_text("".join(f"{n}:{bcrypt.hashpw(p.encode(), bcrypt.gensalt(4)).decode()}\n"
-                            for n, p in entries.items()))
-
-
-class Stack:
-    """A registry with token auth and our token service, on loopback."""
-
-    def __init__(self, tmp: Path, today: date = date(2026, 1, 1)) -> None:
-        self.tmp = tmp
-        signer = pki.ensure_token_signer(tmp / "pki")
-        (tmp / "token-ca.crt").write_bytes(signer.ca_pem)
-        (tmp / "signer.key").write_bytes(signer.key_pem)
-        (tmp / "signer.crt").write_bytes(signer.cert_pem)
-        _htpasswd(tmp / "users", PASSWORDS)
-        _htpasswd(tmp / "robots", {"ci-platform": ROBOT_SECRET, "old-robot": ROBOT_SECRET})
-        policy = parse_policy(list(PASSWORDS), groups={"platform": ["alice", "bob"]},
-                              admins=["alice"], access=[
-            {"repositories": "platform/**", "who": ["group:platform"],
-             "actions": ["pull", "push", "delete"]},
-            {"repositories": "public/**", "who": ["anonymous"], "actions": ["pull"]},
-            {"repositories": "${user}/**", "who": ["authenticated"],
-             "actions": ["pull", "push", "delete"]},
-            {"repositories": "**", "who": ["authenticated"], "actions": ["pull"]},
-        ], robots={
-            "ci-platform": {"repositories": ["platform/**"], "actions": ["pull", "push"],
-                            "expires": "2027-06-30"},
-            "old-robot": {"repositories": ["platform/**"], "actions": ["pull"],
-                          "expires": "2025-12-31"},
-        })
-        self.token_port, self.port = _free_port(), _free_port()
-        config = {
-            "service": SERVICE, "issuer": "regops-token", "ttl": 300,
-            "listen": f"127.0.0.1:{self.token_port}", "key": str(tmp / "signer.key"),
-            "chain": str(tmp / "signer.crt"), "users": str(tmp / "users"),
-            "robots": str(tmp / "robots"), "audit": str(tmp / "audit.log"),
-            "policy": policy_to_json(policy),
-        }
-        (tmp / "token.json").write_text(json.dumps(config))
-        self.service = TokenService(Config.load(str(tmp / "token.json")), today=lambda: today)
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.token_port),
-                                          make_handler(self.service))
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        (tmp / "registry.yml").write_text(f"""
-version: 0.1
-log: {{level: error}}
-storage:
-  filesystem: {{rootdirectory: {tmp / 'data'}}}
-  delete: {{enabled: true}}
-http:
-  addr: 127.0.0.1:{self.port}
-  secret: not-a-secret-here
-auth:
-  token:
-    realm: http://127.0.0.1:{self.token_port}/auth/token
-    service: {SERVICE}
-    issuer: regops-token
-    rootcertbundle: {tmp / 'token-ca.crt'}
-""")
-        self.registry = subprocess.Popen(
-            ["docker-registry", "serve", str(tmp / "registry.yml")],
-            stdout=subprocess.DEVNULL, stderr=(tmp / "registry.log").open("w"))
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if self.status("GET", "/v2/")[0] == 401:
-                    break
-            except urllib.error.URLError:
-                pass  # not listening yet
-            assert time.monotonic() < deadline, (tmp / "registry.log").read_text()
-            time.sleep(0.2)
-
-    def close(self) -> None:
-        self.registry.terminate()
-        self.registry.wait(10)
-        self.server.shutdown()
-
-    # ---------------------------------------------------------------- clients
-
-    def token(self, *scopes: str, user: str | None = None, password: str | None = None,
-              extra: str = "") -> tuple[int, dict[str, Any]]:
-        query = urllib.parse.urlencode([("service", SERVICE), *(("scope", s) for s in scopes)])
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{self.token_port}/auth/token?{query}{extra}")
-        if user is not None:
-            secret = password if password is not None else PASSWORDS.get(user, ROBOT_SECRET)
-            basic = base64.b64encode(f"{user}:{secret}".encode()).decode()
-            request.add_header("Authorization", f"Basic {basic}")
-        return _open(request)
-
-    def post_token(self, **form: str) -> tuple[int, dict[str, Any]]:
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{self.token_port}/auth/token",
-            data=urllib.parse.urlencode({"service": SERVICE, **form}).encode(), method="POST")
-        return _open(request)
-
-    def bearer(self, *scopes: str, **who: Any) -> str:
-        status, doc = self.token(*scopes, **who)
-        assert status == 200, doc
-        return str(doc["token"])
-
-    def status(self, method: str, path: str, token: str | None = None, data: bytes | None = None,
-               headers: dict[str, str] | None = None) -> tuple[int, dict[str, str]]:
-        url = path if path.startswith("http") else f"http://127.0.0.1:{self.port}{path}"
-        request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
-        if token:
-            request.add_header("Authorization", f"Bearer {token}")
-        try:
-            with urllib.request.urlopen(request, timeout=10) as answer:
-                return answer.status, dict(answer.headers.items())
-        except urllib.error.HTTPError as error:
-            return error.code, dict(error.headers.items())
-
-    def push(self, repository: str, tag: str, token: str) -> int:
-        """Blob, config and manifest; the status of the first refused step or 201."""
-        layer = os.urandom(1024)
-        config = image_config("2026-01-01T00:00:00Z")
-        for blob in (layer, config):
-            status, headers = self.status("POST", f"/v2/{repository}/blobs/uploads/", token)
-            if status != 202:
-                return status
-            location = headers["Location"]
-            joiner = "&" if "?" in location else "?"
-            status, _ = self.status("PUT", f"{location}{joiner}digest={sha256(blob)}", token,
-                                    data=blob,
-                                    headers={"Content-Type": "application/octet-stream"})
-            if status != 201:
-                return status
-        media_type, body = image_manifest(config, [layer])
-        status, _ = self.status("PUT", f"/v2/{repository}/manifests/{tag}", token, data=body,
-                                headers={"Content-Type": media_type})
-        return status
-
-
-def _open(request: urllib.request.Request) -> tuple[int, dict[str, Any]]:
-    try:
-        with urllib.request.urlopen(request, timeout=30) as answer:
-            return answer.status, json.loads(answer.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"{}")
+from tests.stack import PASSWORDS, SERVICE, Stack, htpasswd, open_json
 
 
 @pytest.fixture(scope="module")
@@ -362,18 +201,18 @@ def test_post_password_and_refresh_token_grants(stack):
 def test_docker_login_gets_a_refresh_token_that_a_password_change_revokes(stack):
     status, doc = stack.token(user="carol", extra="&offline_token=true&client_id=docker")
     assert status == 200 and doc["refresh_token"]
-    _htpasswd(stack.tmp / "users", {**PASSWORDS, "carol": "carol-new-password-9"})
+    htpasswd(stack.tmp / "users", {**PASSWORDS, "carol": "carol-new-password-9"})
     time.sleep(0.05)
     status, _ = stack.post_token(grant_type="refresh_token", refresh_token=doc["refresh_token"])
     assert status == 401
     assert stack.token(user="carol", password="carol-new-password-9")[0] == 200  # re-read
-    _htpasswd(stack.tmp / "users", PASSWORDS)
+    htpasswd(stack.tmp / "users", PASSWORDS)
 
 
 def test_unknown_service_is_refused(stack):
     request = urllib.request.Request(
         f"http://127.0.0.1:{stack.token_port}/auth/token?service=elsewhere")
-    assert _open(request)[0] == 400
+    assert open_json(request)[0] == 400
 
 
 def _token_events(stack: Stack) -> int:
