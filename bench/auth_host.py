@@ -332,6 +332,42 @@ def curl(args: list[str]) -> tuple[int, int, float]:
     return int(fields[0]), int(float(fields[1])), float(fields[2])
 
 
+def static_tls(directory: str, path: str) -> tuple[int, subprocess.Popen[bytes]]:
+    """nginx serving `path` at /blob over TLS on a free loopback port, with the front
+    door's certificate, protocols and curves; for as long as the bench runs."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    config = f"{directory}/nginx.conf"
+    with open(config, "w") as out:
+        out.write(f"""pid {directory}/nginx.pid;
+error_log {directory}/nginx.error.log;
+events {{}}
+http {{
+    access_log off;
+    server {{
+        listen 127.0.0.1:{port} ssl;
+        ssl_certificate /etc/nginx/regops/tls/server.crt;
+        ssl_certificate_key /etc/nginx/regops/tls/server.key;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        ssl_ecdh_curve X25519:prime256v1:secp384r1;
+        location = /blob {{ alias {path}; default_type application/octet-stream; }}
+    }}
+}}
+""")
+    server = subprocess.Popen(["nginx", "-c", config, "-g", "daemon off;"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), 1).close()
+            return port, server
+        except OSError:
+            if time.monotonic() > deadline or server.poll() is not None:
+                raise SystemExit("the throwaway nginx for the TLS ceiling did not start") from None
+            time.sleep(0.1)
+
+
 def mode_blob(p: Params) -> Params:
     """Push one random blob once, then time GETs of it with curl, through the front door
     (TLS) and straight from the registry's loopback port, alternating; delete it after."""
@@ -343,6 +379,7 @@ def mode_blob(p: Params) -> Params:
     tls = ["--cacert", p["ca"],
            "--connect-to", f"{p['name']}:{p['port']}:{p['connect']}:{p['port']}"]
     headers = f"{directory}/headers"
+    static: subprocess.Popen[bytes] | None = None
 
     def authorize() -> None:  # the header file curl reads (no token on a command line)
         token = fetch_token(p, f"repository:{repo}:pull,push,delete")
@@ -380,10 +417,17 @@ def mode_blob(p: Params) -> Params:
              "-H", "Content-Type: application/octet-stream", *tls, url])
         if status != 201:
             raise SystemExit(f"push of the blob: HTTP {status}")
-        os.unlink(path)
+        # For scale, what TLS itself allows on this host: a throwaway nginx on loopback
+        # serving the same bytes from disk with the front door's certificate.
+        os.chmod(directory, 0o755)
+        os.chmod(path, 0o644)
+        static_port, static = static_tls(directory, path)
+        static_tls_args = ["--cacert", p["ca"], "--connect-to",
+                           f"{p['name']}:{static_port}:127.0.0.1:{static_port}"]
         urls = {
             "frontdoor": [*tls, f"{front}/v2/{repo}/blobs/{digest}"],
             "direct": [f"http://127.0.0.1:{p['backend']}/v2/{repo}/blobs/{digest}"],
+            "tls_static": [*static_tls_args, f"https://{p['name']}:{static_port}/blob"],
         }
         authorize()  # a fresh token for the pulls
         for args in urls.values():  # warm-up (page cache), not counted
@@ -399,6 +443,9 @@ def mode_blob(p: Params) -> Params:
         return {"bytes": size, "digest": digest, "push_seconds": push_seconds, "pulls": pulls,
                 "deleted": delete_blob(p, repo, digest, headers)}
     finally:
+        if static is not None:
+            static.terminate()
+            static.wait(10)
         shutil.rmtree(directory, ignore_errors=True)
 
 

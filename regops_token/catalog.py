@@ -171,12 +171,42 @@ class Catalog:
     # ------------------------------------------------------------------ freshness
 
     def changed(self, repository: str) -> None:
-        """The registry says a manifest of `repository` was pushed or deleted."""
+        """Forget what is known of `repository`: it is read again when next needed."""
         with self._lock:
             self._tag_state.pop(repository, None)
             self._repo_blobs.pop(repository, None)
             if self._repos and repository not in self._repos[0]:
                 self._repos = None
+
+    def notified(self, action: str, repository: str, tag: str | None,
+                 digest: str | None) -> None:
+        """The registry's notification of a manifest push or delete, applied to what is
+        known instead of forgetting it: a busy repository is not read again whole
+        after every push. Its size is counted again (from cached digests)."""
+        with self._lock:
+            self._repo_blobs.pop(repository, None)
+            if self._repos and repository not in self._repos[0]:
+                self._repos = (sorted({*self._repos[0], repository}), self._repos[1])
+            state = self._tag_state.get(repository)
+            if state is None:
+                return
+            if action == "push" and tag and digest:
+                if tag not in state.digests and tag not in state.names:
+                    state.names = sorted([*state.names, tag], key=natural_key)
+                state.digests[tag] = digest
+            elif action == "delete" and digest:
+                gone = {t for t, d in state.digests.items() if d == digest}
+                if tag:
+                    gone.add(tag)
+                if gone and not state.complete:
+                    self._tag_state.pop(repository)  # tags not yet read may be among them
+                    return
+                state.names = [t for t in state.names if t not in gone]
+                for name in gone:
+                    state.digests.pop(name, None)
+            elif action == "delete" and tag:
+                state.names = [t for t in state.names if t != tag]
+                state.digests.pop(tag, None)
 
     def repositories(self) -> list[str]:
         now = time.monotonic()
@@ -350,7 +380,8 @@ class Catalog:
                 continue
         self.indexed_at = time.time()
 
-    def run_indexer(self, every: float = 60.0, audit_path: str | None = None) -> None:
+    def run_indexer(self, every: float = 60.0, audit_path: str | None = None,
+                    settle: float = 15.0) -> None:
         def loop() -> None:
             if audit_path:
                 with contextlib.suppress(OSError):
@@ -359,13 +390,14 @@ class Catalog:
                 with contextlib.suppress(BackendError, manifests.ManifestError, OSError):
                     self.index()
                 deadline = time.monotonic() + every
+                time.sleep(settle)  # at most one walk per `settle` seconds, however busy
                 while time.monotonic() < deadline:
-                    time.sleep(5)
                     with self._lock:
                         stale = self._repos is not None and any(
                             r not in self._repo_blobs for r in self._repos[0])
                     if stale:
                         break
+                    time.sleep(5)
         threading.Thread(target=loop, name="catalog-index", daemon=True).start()
 
     # ------------------------------------------------------------------ one image

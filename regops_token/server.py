@@ -573,7 +573,9 @@ def make_handler(service: TokenService, web: Any = None) -> type[BaseHTTPRequest
             for event in events:
                 recorded = record_event(service.audit, event, service.label)
                 if web is not None and recorded:
-                    web.catalog.changed(recorded)
+                    target = event.get("target") or {}
+                    web.catalog.notified(str(event.get("action")), recorded,
+                                         target.get("tag"), target.get("digest"))
             self._send(200, {"ok": True})
 
     return Handler

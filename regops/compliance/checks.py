@@ -285,6 +285,32 @@ def token_anonymous_read_only(c: Context) -> Verdict:
               "grants at most pull")
 
 
+def web_pages_protected(c: Context) -> Verdict:
+    serving = c.s.token_auth and c.s["registry_ui"]
+    status, headers = c.probes.anonymous_page("/repositories/")
+    if not serving:
+        if status != 404:
+            return fail(f"GET /repositories/ -> {status}, but registry_ui is off (or "
+                        "htpasswd auth): the front door should answer 404", "redeploy")
+        return ok("no web pages (registry_ui off or htpasswd auth): / answers 404")
+    if status != 200:
+        return fail(f"GET /repositories/ -> {status}", "redeploy (regops-token apply)")
+    policy = headers.get("content-security-policy", "")
+    problems = [f"Content-Security-Policy lacks {want}" for want in (
+        "script-src 'self'", "frame-ancestors 'none'", "form-action 'self'")
+        if want not in policy]
+    if "unsafe-inline" in policy:
+        problems.append("Content-Security-Policy allows inline script or style")
+    for header, want in (("x-frame-options", "DENY"), ("x-content-type-options", "nosniff"),
+                         ("cache-control", "no-store")):
+        if headers.get(header) != want:
+            problems.append(f"{header}: {headers.get(header) or 'missing'} (want {want})")
+    if problems:
+        return fail("; ".join(problems), "redeploy (the token service's pages)")
+    return ok("the pages answer with a script-only-from-here CSP, no framing, nosniff and "
+              "no-store")
+
+
 # --- container ----------------------------------------------------------------------
 
 
@@ -625,6 +651,10 @@ CHECKS: list[Check] = [
     Check("token.anonymous-read-only", "No rule lets anonymous push, delete or list",
           "Anonymous access is for pulling public images, never for changing them.",
           "regops", token_anonymous_read_only, side="operator"),
+    Check("web.protected", "The web pages send their protections (CSP, no framing, no cache)",
+          "The pages show repository names, labels and the audit log and act for logged-in "
+          "users: scripts only from the service, never in a frame, never cached.",
+          "regops; OWASP Secure Headers", web_pages_protected, side="operator"),
     Check("container.running", "The registry container is running",
           "Every other container check describes this container.",
           "regops", container_running),

@@ -108,6 +108,20 @@ class Probes:
         finally:
             connection.close()
 
+    def anonymous_page(self, path: str) -> tuple[int, dict[str, str]]:
+        """(status, lower-cased headers) of an unauthenticated GET of a web page."""
+        connection = http.client.HTTPSConnection(self.target.host, self.target.port,
+                                                 timeout=TIMEOUT, context=_unverified())
+        try:
+            connection.request("GET", path, headers={"Host": self._host_header()})
+            response = connection.getresponse()
+            response.read()
+            return response.status, {k.lower(): v for k, v in response.getheaders()}
+        except (OSError, http.client.HTTPException) as error:
+            raise Unavailable(f"no HTTP answer from {self.target}: {error}") from None
+        finally:
+            connection.close()
+
     def anonymous_token(self, scopes: list[str]) -> tuple[dict, dict]:
         """(header, claims) of the token the token service gives anonymous for `scopes`,
         asked through the front door as a client without a login would."""

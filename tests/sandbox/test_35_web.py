@@ -208,6 +208,19 @@ def test_readable_at_phone_width(chromium, sb1):
         context.close()
 
 
+def test_reading_works_with_javascript_off(chromium, sb1):
+    context = chromium.new_context(base_url=_base(sb1), java_script_enabled=False)
+    page = context.new_page()
+    try:
+        _login(page, sb1, "bob")
+        page.goto(f"/repo/{REPO}")
+        page.get_by_role("link", name="0.9", exact=True).click()
+        assert page.get_by_label("Pull command").input_value().endswith(f"{REPO}:0.9")
+        assert page.get_by_role("button", name="Copy").count() == 0  # JavaScript's only job
+    finally:
+        context.close()
+
+
 def test_every_host_serves_the_pages_with_its_policy(hosts: dict[str, dict]):
     for h in hosts.values():
         context = ssl.create_default_context(cafile=h["ca_path"])

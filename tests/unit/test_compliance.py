@@ -708,3 +708,40 @@ def test_anonymous_may_at_most_pull(base_data):
     catalog = TokenProbes(grants={"catalog": ["*"]})
     verdict = checks.token_anonymous_read_only(token_ctx(s, catalog))
     assert verdict.status is Status.FAIL and "registry:catalog" in verdict.detail
+
+
+class PageProbes(FakeProbes):
+    def __init__(self, status: int, headers: dict[str, str]) -> None:
+        super().__init__(port=41000)
+        self.status, self.headers = status, headers
+
+    def anonymous_page(self, path: str) -> tuple[int, dict[str, str]]:
+        assert path == "/repositories/"
+        return self.status, self.headers
+
+
+def _page_headers() -> dict[str, str]:
+    """What the service's pages really send (rendered by regops_token.web)."""
+    from regops_token.rules import parse_policy
+    from regops_token.web import Web, WebConfig
+
+    accounts = SimpleNamespace(policy=parse_policy(["alice"]))
+    web = Web(accounts, None, WebConfig("r:5000", None, "", ""))  # type: ignore[arg-type]
+    return {k.lower(): v for k, v in web._page(None, "error.html", message="x").headers}
+
+
+def test_the_web_pages_send_their_protections(settings):
+    good = checks.web_pages_protected(token_ctx(settings, PageProbes(200, _page_headers())))
+    assert good.status is Status.PASS, good.detail
+    inline = {**_page_headers(), "content-security-policy": "script-src 'self' 'unsafe-inline'"}
+    bad = checks.web_pages_protected(token_ctx(settings, PageProbes(200, inline)))
+    assert bad.status is Status.FAIL and "frame-ancestors" in bad.detail
+    assert "inline" in bad.detail
+
+
+def test_without_web_pages_the_root_is_404(base_data):
+    s = runner.settings_without_secrets(InventoryHost("reg.example.com",
+                                                      {**base_data, "registry_ui": False}))
+    assert checks.web_pages_protected(token_ctx(s, PageProbes(404, {}))).status is Status.PASS
+    served = checks.web_pages_protected(token_ctx(s, PageProbes(200, _page_headers())))
+    assert served.status is Status.FAIL and "registry_ui is off" in served.detail

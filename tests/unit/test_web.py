@@ -328,3 +328,23 @@ def test_the_next_gc_time(schedule, after, expected):
 def test_a_schedule_that_never_fires_is_an_error():
     with pytest.raises(ValueError, match="never fires"):
         cron.next_run("0 0 30 2 *", datetime(2026, 1, 1))
+
+
+def test_notifications_update_what_is_known_without_reading_it_again(stack):
+    catalog = stack.web.catalog
+    bob = stack.bearer("repository:bob/notified:pull,push,delete", user="bob")
+    first = stack.put_image("bob/notified", ["1"], bob)
+    catalog.changed("bob/notified")
+    assert catalog.tag_digests("bob/notified") == {"1": first}
+    read_at = catalog._tag_state["bob/notified"].read_at
+    second = stack.put_image("bob/notified", ["2", "2-alias"], bob)
+    deadline = time.monotonic() + 15
+    while catalog.tag_names("bob/notified") != ["1", "2", "2-alias"]:
+        assert time.monotonic() < deadline, catalog.tag_names("bob/notified")
+        time.sleep(0.2)
+    assert catalog.tag_digests("bob/notified") == {"1": first, "2": second, "2-alias": second}
+    catalog.backend.delete_manifest("bob/notified", second, "bob")
+    while catalog.tag_names("bob/notified") != ["1"]:
+        assert time.monotonic() < deadline, catalog.tag_names("bob/notified")
+        time.sleep(0.2)
+    assert catalog._tag_state["bob/notified"].read_at == read_at  # never read again
