@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import threading
 import time
 from collections import OrderedDict
@@ -301,11 +302,8 @@ class Catalog:
         if config is not None:
             doc = _json_object(self.backend.blob(repository, config.digest))
             created = manifests.parse_time(doc.get("created"))
-            platform = manifests.platform_name(
-                {"os": doc.get("os"), "architecture": doc.get("architecture"),
-                 "variant": doc.get("variant")})
-        parts = ([config] if config else []) + list(manifest.layers)
-        content = {d.digest: d.size for d in parts}
+            platform = manifests.config_platform(doc)
+        content = manifest.content()
         return Summary(manifest.digest, manifest.media_type, sum(content.values()),
                        (platform,) if platform else (), created,
                        {manifest.digest: manifest.size, **content})
@@ -427,13 +425,10 @@ class Catalog:
         run = doc.get("config") if isinstance(doc.get("config"), dict) else {}
         assert isinstance(run, dict)
         layers = [Layer(d.digest, d.size, d.media_type) for d in manifest.layers]
-        parts = ([manifest.config] if manifest.config else []) + list(manifest.layers)
         return ImageView(
             digest=manifest.digest,
-            platform=platform or manifests.platform_name(
-                {"os": doc.get("os"), "architecture": doc.get("architecture"),
-                 "variant": doc.get("variant")}),
-            size=sum({d.digest: d.size for d in parts}.values()),
+            platform=platform or manifests.config_platform(doc),
+            size=sum(manifest.content().values()),
             created=manifests.parse_time(doc.get("created")),
             layers=layers,
             entrypoint=_strings(run.get("Entrypoint")),
@@ -449,8 +444,6 @@ class Catalog:
 
 
 def _json_object(body: bytes) -> dict[str, Any]:
-    import json
-
     try:
         doc = json.loads(body)
     except ValueError:

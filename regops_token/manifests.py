@@ -49,6 +49,11 @@ class Manifest:
     def is_index(self) -> bool:
         return self.media_type in INDEX_TYPES
 
+    def content(self) -> dict[str, int]:
+        """Config and layer blobs (digest -> size) of an image manifest."""
+        parts = ([self.config] if self.config else []) + list(self.layers)
+        return {d.digest: d.size for d in parts}
+
 
 @dataclass
 class Image:
@@ -75,9 +80,7 @@ class Image:
         """Config and layer blobs (digest -> size), of every child for an index."""
         if self.is_index:
             return {d: s for c in self.children for d, s in c.content().items()}
-        m = self.manifest
-        parts = ([m.config] if m.config else []) + list(m.layers)
-        return {d.digest: d.size for d in parts}
+        return self.manifest.content()
 
     @property
     def size(self) -> int:
@@ -167,6 +170,12 @@ def parse_time(value: Any) -> datetime | None:
     except ValueError:
         return None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def config_platform(doc: Mapping[str, Any]) -> str | None:
+    """`linux/arm64/v8` from an image config's os, architecture and variant."""
+    return platform_name({"os": doc.get("os"), "architecture": doc.get("architecture"),
+                          "variant": doc.get("variant")})
 
 
 def config_created(body: bytes) -> datetime | None:

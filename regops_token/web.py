@@ -398,7 +398,9 @@ class Web:
         return {"missing": False, "digest": digest, "summary": summary, "sharing": sharing,
                 "parents": sorted(parents, key=natural_key)}
 
-    def delete_form(self, request: Request, visitor: Visitor, rest: str) -> Response:
+    def _delete_target(self, request: Request, visitor: Visitor, rest: str
+                       ) -> Response | tuple[str, str, dict[str, Any]]:
+        """(repository, tag, plan) of a delete page or form, or the page that refuses it."""
         parsed = _reference(rest)
         if parsed is None or parsed[1].startswith("sha256:"):
             return self._page(visitor, "error.html", 404, message="Not a tag.")
@@ -409,20 +411,24 @@ class Web:
         plan = self._plan(name, tag)
         if plan["missing"]:
             return self._page(visitor, "error.html", 404, message=f"No tag {name}:{tag}.")
-        return self._page(visitor, "delete.html", repository=name, tag=tag, plan=plan,
-                          next_gc=self._next_gc(), crumbs=_crumbs(name), problem="")
+        return name, tag, plan
+
+    def _delete_page(self, visitor: Visitor, name: str, tag: str, plan: dict[str, Any],
+                     status: int = 200, problem: str = "") -> Response:
+        return self._page(visitor, "delete.html", status, repository=name, tag=tag, plan=plan,
+                          next_gc=self._next_gc(), crumbs=_crumbs(name), problem=problem)
+
+    def delete_form(self, request: Request, visitor: Visitor, rest: str) -> Response:
+        target = self._delete_target(request, visitor, rest)
+        if isinstance(target, Response):
+            return target
+        return self._delete_page(visitor, *target)
 
     def delete(self, request: Request, visitor: Visitor, rest: str) -> Response:
-        parsed = _reference(rest)
-        if parsed is None or parsed[1].startswith("sha256:"):
-            return self._page(visitor, "error.html", 404, message="Not a tag.")
-        name, tag = parsed
-        refusal = self._delete_refusal(request, visitor, name)
-        if refusal:
-            return refusal
-        plan = self._plan(name, tag)
-        if plan["missing"]:
-            return self._page(visitor, "error.html", 404, message=f"No tag {name}:{tag}.")
+        target = self._delete_target(request, visitor, rest)
+        if isinstance(target, Response):
+            return target
+        name, tag, plan = target
         problem = ""
         if plan["digest"] != request.field("digest"):
             problem = f"{name}:{tag} was pushed again since the page was shown; look again."
@@ -433,17 +439,14 @@ class Web:
             problem = (f"{name}:{tag} shares its image with {', '.join(plan['sharing'])}; the "
                        "registry deletes them together. Tick each of them to go ahead.")
         if problem:
-            return self._page(visitor, "delete.html", 409, repository=name, tag=tag, plan=plan,
-                              next_gc=self._next_gc(), crumbs=_crumbs(name), problem=problem)
+            return self._delete_page(visitor, name, tag, plan, 409, problem)
         try:
             self.catalog.backend.delete_manifest(name, plan["digest"], visitor.subject.name,
                                                  request.address)
         except BackendError as error:
             why = ("the registry is read-only while garbage collection runs; try again in a "
                    "minute" if error.status in (405, 503) else str(error))
-            return self._page(visitor, "delete.html", 503, repository=name, tag=tag, plan=plan,
-                              next_gc=self._next_gc(), crumbs=_crumbs(name),
-                              problem=f"Not deleted: {why}.")
+            return self._delete_page(visitor, name, tag, plan, 503, f"Not deleted: {why}.")
         finally:
             self.catalog.changed(name)
         gone = ",".join([tag, *plan["sharing"]])
