@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import socket
 import subprocess
 import threading
@@ -22,6 +23,7 @@ from typing import Any
 import bcrypt
 
 from regops.registry.images import image_config, image_manifest, push_image, sha256
+from regops.sandbox.model import EXAMPLE_ACCESS, EXAMPLE_GROUPS
 from regops.secrets import pki
 from regops_token.rules import parse_policy, policy_to_json
 from regops_token.server import Config, Server, TokenService, make_handler, make_web
@@ -42,6 +44,13 @@ def htpasswd(path: Path, entries: dict[str, str]) -> None:
                             for n, p in entries.items()))
 
 
+@dataclass
+class _Answer:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
 class Stack:
     """A registry with token auth and our token service, on loopback."""
 
@@ -54,15 +63,8 @@ class Stack:
         (tmp / "signer.crt").write_bytes(signer.cert_pem)
         htpasswd(tmp / "users", PASSWORDS)
         htpasswd(tmp / "robots", {"ci-platform": ROBOT_SECRET, "old-robot": ROBOT_SECRET})
-        policy = parse_policy(list(PASSWORDS), groups={"platform": ["alice", "bob"]},
-                              admins=["alice"], access=[
-            {"repositories": "platform/**", "who": ["group:platform"],
-             "actions": ["pull", "push", "delete"]},
-            {"repositories": "public/**", "who": ["anonymous"], "actions": ["pull"]},
-            {"repositories": "${user}/**", "who": ["authenticated"],
-             "actions": ["pull", "push", "delete"]},
-            {"repositories": "**", "who": ["authenticated"], "actions": ["pull"]},
-        ], robots={
+        policy = parse_policy(list(PASSWORDS), groups=EXAMPLE_GROUPS, admins=["alice"],
+                              access=EXAMPLE_ACCESS, robots={
             "ci-platform": {"repositories": ["platform/**"], "actions": ["pull", "push"],
                             "expires": "2027-06-30"},
             "old-robot": {"repositories": ["platform/**"], "actions": ["pull"],
@@ -160,17 +162,23 @@ auth:
         assert status == 200, doc
         return str(doc["token"])
 
-    def status(self, method: str, path: str, token: str | None = None, data: bytes | None = None,
-               headers: dict[str, str] | None = None) -> tuple[int, dict[str, str]]:
+    def call(self, method: str, path: str, token: str | None = None, data: bytes | None = None,
+             headers: dict[str, str] | None = None, timeout: float = 30) -> _Answer:
+        """One request to the registry (a path, or an upload's absolute URL)."""
         url = path if path.startswith("http") else f"http://127.0.0.1:{self.port}{path}"
         request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
         if token:
             request.add_header("Authorization", f"Bearer {token}")
         try:
-            with urllib.request.urlopen(request, timeout=10) as answer:
-                return answer.status, dict(answer.headers.items())
+            with urllib.request.urlopen(request, timeout=timeout) as answer:
+                return _Answer(answer.status, dict(answer.headers.items()), answer.read())
         except urllib.error.HTTPError as error:
-            return error.code, dict(error.headers.items())
+            return _Answer(error.code, dict(error.headers.items()), error.read())
+
+    def status(self, method: str, path: str, token: str | None = None, data: bytes | None = None,
+               headers: dict[str, str] | None = None) -> tuple[int, dict[str, str]]:
+        answer = self.call(method, path, token, data, headers, timeout=10)
+        return answer.status, answer.headers
 
     def put_blob(self, repository: str, blob: bytes, token: str) -> int:
         status, headers = self.status("POST", f"/v2/{repository}/blobs/uploads/", token)
@@ -190,14 +198,7 @@ auth:
         layer = os.urandom(1024)
         config = image_config("2026-01-01T00:00:00Z")
         for blob in (layer, config):
-            status, headers = self.status("POST", f"/v2/{repository}/blobs/uploads/", token)
-            if status != 202:
-                return status
-            location = headers["Location"]
-            joiner = "&" if "?" in location else "?"
-            status, _ = self.status("PUT", f"{location}{joiner}digest={sha256(blob)}", token,
-                                    data=blob,
-                                    headers={"Content-Type": "application/octet-stream"})
+            status = self.put_blob(repository, blob, token)
             if status != 201:
                 return status
         media_type, body = image_manifest(config, [layer])
@@ -216,13 +217,6 @@ def open_json(request: urllib.request.Request) -> tuple[int, dict[str, Any]]:
 
 
 
-@dataclass
-class _Answer:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-
 class _Bearer:
     """The write-client protocol of `regops.registry.images` over one bearer token."""
 
@@ -231,14 +225,14 @@ class _Bearer:
 
     def request(self, method: str, path: str, headers: dict[str, str] | None = None,
                 data: bytes | None = None, auth: bool = True) -> _Answer:
-        url = path if path.startswith("http") else f"http://127.0.0.1:{self.stack.port}{path}"
-        request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
-        request.add_header("Authorization", f"Bearer {self.token}")
-        try:
-            with urllib.request.urlopen(request, timeout=30) as answer:
-                return _Answer(answer.status, dict(answer.headers.items()), answer.read())
-        except urllib.error.HTTPError as error:
-            return _Answer(error.code, dict(error.headers.items()), error.read())
+        return self.stack.call(method, path, self.token, data, headers)
+
+
+def form_value(page: str, name: str) -> str:
+    """The value of the first form field `name` on a page."""
+    found = re.search(rf'name="{name}" value="([^"]+)"', page)
+    assert found, (name, page[:2000])
+    return found.group(1)
 
 
 class WebClient:
@@ -285,12 +279,7 @@ class WebClient:
 
     def csrf(self, path: str) -> str:
         """The CSRF token of the first form on a page."""
-        import re
-
-        status, text = self.get(path)
-        found = re.search(r'name="csrf" value="([^"]+)"', text)
-        assert found, (status, text[:2000])
-        return found.group(1)
+        return form_value(self.get(path)[1], "csrf")
 
     def login(self, user: str, password: str | None = None) -> int:
         token = self.csrf("/login")

@@ -26,19 +26,22 @@ DEMO_USER = "demo"
 # namespaces, public pulls without a login, a CI robot, and one expired robot the
 # token service refuses. The demo user is an admin, so day-2 commands can do it all.
 # Tokens live the shortest allowed time, so clients renew them while tests watch.
+# The README's example groups and rules, which the tests of the rules use too.
+EXAMPLE_GROUPS: dict[str, list[str]] = {"platform": ["alice", "bob"]}
+EXAMPLE_ACCESS: list[dict[str, Any]] = [
+    {"repositories": "platform/**", "who": ["group:platform"],
+     "actions": ["pull", "push", "delete"]},
+    {"repositories": "public/**", "who": ["anonymous"], "actions": ["pull"]},
+    {"repositories": "${user}/**", "who": ["authenticated"],
+     "actions": ["pull", "push", "delete"]},
+    {"repositories": "**", "who": ["authenticated"], "actions": ["pull"]},
+]
 ACCESS_DATA: dict[str, Any] = {
     "registry_token_ttl": 60,
     "registry_users": [DEMO_USER, "alice", "bob", "carol", "ci"],
-    "registry_groups": {"platform": ["alice", "bob"]},
+    "registry_groups": EXAMPLE_GROUPS,
     "registry_admins": [DEMO_USER, "alice"],
-    "registry_access": [
-        {"repositories": "platform/**", "who": ["group:platform"],
-         "actions": ["pull", "push", "delete"]},
-        {"repositories": "public/**", "who": ["anonymous"], "actions": ["pull"]},
-        {"repositories": "${user}/**", "who": ["authenticated"],
-         "actions": ["pull", "push", "delete"]},
-        {"repositories": "**", "who": ["authenticated"], "actions": ["pull"]},
-    ],
+    "registry_access": EXAMPLE_ACCESS,
     "registry_robots": {
         "ci-platform": {"repositories": ["platform/**"], "actions": ["pull", "push"],
                         "expires": "2099-12-31"},

@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 from regops import paths
 from regops.cli import main
+from regops.sandbox.model import EXAMPLE_ACCESS, EXAMPLE_GROUPS
 
 
 def inventory(tmp_path: Path, **extra) -> Path:
@@ -18,16 +19,9 @@ def inventory(tmp_path: Path, **extra) -> Path:
         "registry_name": "reg.example.com",
         "registry_secrets_dir": str(tmp_path / "secrets"),
         "registry_users": ["alice", "bob", "carol"],
-        "registry_groups": {"platform": ["alice", "bob"]},
+        "registry_groups": EXAMPLE_GROUPS,
         "registry_admins": ["alice"],
-        "registry_access": [
-            {"repositories": "platform/**", "who": ["group:platform"],
-             "actions": ["pull", "push", "delete"]},
-            {"repositories": "public/**", "who": ["anonymous"], "actions": ["pull"]},
-            {"repositories": "${user}/**", "who": ["authenticated"],
-             "actions": ["pull", "push", "delete"]},
-            {"repositories": "**", "who": ["authenticated"], "actions": ["pull"]},
-        ],
+        "registry_access": EXAMPLE_ACCESS,
         "registry_robots": {
             "ci": {"repositories": ["platform/**"], "actions": ["pull", "push"],
                    "expires": "2099-01-01"},

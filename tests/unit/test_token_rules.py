@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from regops.sandbox.model import EXAMPLE_ACCESS, EXAMPLE_GROUPS
 from regops_token import jws, server
 from regops_token.rules import (
     RuleError,
@@ -22,16 +23,9 @@ from regops_token.server import Htpasswd, Throttle, parse_scope, scopes_of
 
 USERS = ["alice", "bob", "carol", "ci"]
 EXAMPLE = {
-    "groups": {"platform": ["alice", "bob"]},
+    "groups": EXAMPLE_GROUPS,
     "admins": ["alice"],
-    "access": [
-        {"repositories": "platform/**", "who": ["group:platform"],
-         "actions": ["pull", "push", "delete"]},
-        {"repositories": "public/**", "who": ["anonymous"], "actions": ["pull"]},
-        {"repositories": "${user}/**", "who": ["authenticated"],
-         "actions": ["pull", "push", "delete"]},
-        {"repositories": "**", "who": ["authenticated"], "actions": ["pull"]},
-    ],
+    "access": EXAMPLE_ACCESS,
     "robots": {"ci-platform": {"repositories": ["platform/**"], "actions": ["pull", "push"],
                                "expires": "2027-06-30"}},
 }

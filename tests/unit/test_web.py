@@ -17,7 +17,7 @@ import pytest
 from regops_token import cron
 from regops_token.web import Sessions, _local, _reference
 from tests.conftest import require_command
-from tests.stack import Stack, WebClient
+from tests.stack import Stack, WebClient, form_value
 
 SCRIPT_LABEL = '<script>alert("label")</script>'
 
@@ -182,8 +182,7 @@ def test_delete_names_the_tags_that_share_the_digest(stack):
     status, page = bob.get("/delete/platform/team/svc/api:latest")
     assert status == 200 and "also delete platform/team/svc/api:1.0" in page
     assert "next garbage collection" in page
-    digest = re.search(r'name="digest" value="([^"]+)"', page).group(1)
-    csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+    digest, csrf = form_value(page, "digest"), form_value(page, "csrf")
     status, _, page = bob.request("POST", "/delete/platform/team/svc/api:latest",
                                   {"csrf": csrf, "digest": digest})
     assert status == 409 and "shares its image with 1.0" in page
@@ -218,8 +217,7 @@ def test_a_post_without_the_csrf_token_is_refused(stack):
 def test_delete_with_the_right_deletes_and_says_when_space_returns(stack):
     bob = _client(stack, "bob")
     _, page = bob.get("/delete/platform/team/svc/api:0.9")
-    digest = re.search(r'name="digest" value="([^"]+)"', page).group(1)
-    csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+    digest, csrf = form_value(page, "digest"), form_value(page, "csrf")
     status, headers, _ = bob.request("POST", "/delete/platform/team/svc/api:0.9",
                                      {"csrf": csrf, "digest": digest})
     assert status == 303 and "deleted=0.9" in headers["location"]
@@ -232,8 +230,7 @@ def test_a_multi_arch_image_and_its_sharing_tag_go_as_one(stack):
     bob = _client(stack, "bob")
     _, page = bob.get("/delete/platform/team/svc/api:latest")
     assert "linux/amd64, linux/arm64: deleted as one image" in page
-    digest = re.search(r'name="digest" value="([^"]+)"', page).group(1)
-    csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+    digest, csrf = form_value(page, "digest"), form_value(page, "csrf")
     status, _, _ = bob.request("POST", "/delete/platform/team/svc/api:latest",
                                {"csrf": csrf, "digest": digest, "also": ["1.0"]})
     assert status == 303
