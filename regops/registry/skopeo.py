@@ -15,6 +15,15 @@ import tempfile
 from pathlib import Path
 
 
+def write_authfile(path: Path, registry: str, username: str, password: str | None) -> Path:
+    """A containers-auth.json (mode 0600, created new) with one login for `registry`."""
+    token = base64.b64encode(f"{username}:{password}".encode()).decode()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump({"auths": {registry: {"auth": token}}}, handle)
+    return path
+
+
 def copy(
     src: str,
     dest: str,
@@ -31,11 +40,7 @@ def copy(
         args = ["skopeo", "copy", "--retry-times", "2"]
         env = dict(os.environ)
         if username is not None:
-            auth = Path(tmp) / "auth.json"
-            token = base64.b64encode(f"{username}:{password}".encode()).decode()
-            fd = os.open(auth, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as handle:
-                json.dump({"auths": {registry: {"auth": token}}}, handle)
+            auth = write_authfile(Path(tmp) / "auth.json", registry, username, password)
             args += ["--authfile", str(auth)]
         certs = Path(tmp) / "certs"
         certs.mkdir()

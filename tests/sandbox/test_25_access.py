@@ -30,6 +30,7 @@ import pytest
 
 from regops import paths
 from regops.registry import oci
+from regops.registry.skopeo import write_authfile
 from tests.sandbox.conftest import (
     ROOT,
     SANDBOX,
@@ -71,11 +72,7 @@ def skopeo(h: dict, *args: str, user: str | None = None, secret: str | None = No
         if user is None:
             options.append("--no-creds" if command != "copy" else "--dest-no-creds")
         else:
-            auth = Path(tmp) / "auth.json"
-            token = base64.b64encode(f"{user}:{secret}".encode()).decode()
-            fd = os.open(auth, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as out:
-                json.dump({"auths": {address: {"auth": token}}}, out)
+            auth = write_authfile(Path(tmp) / "auth.json", address, user, secret)
             options += ["--authfile", str(auth)]
         if command == "copy":
             options += ["--dest-cert-dir", str(certs), "--src-cert-dir", str(certs)]
