@@ -509,12 +509,9 @@ def make_handler(service: TokenService, web: Any = None) -> type[BaseHTTPRequest
             if web is None or path.startswith("/auth/"):
                 self._error(404, "NOT_FOUND", "no such endpoint")
                 return
-            from regops_token.web import Request, parse_form
-
-            request = Request(method, unquote(path), parse_qs(query),
-                              {k.lower(): v for k, v in self.headers.items()},
-                              parse_form(body), self._address())
-            response = web.handle(request)
+            response = web.respond(method, unquote(path), query,
+                                   {k.lower(): v for k, v in self.headers.items()}, body,
+                                   self._address())
             self.send_response(response.status)
             self.send_header("Content-Length", str(len(response.body)))
             for key, value in response.headers:

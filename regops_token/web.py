@@ -167,9 +167,17 @@ class Web:
         )
         self.templates.filters.update(
             bytes=human_bytes, short=_short, when=_when, quote=lambda s: quote(str(s)))
-        self.static = {p.name: p for p in (HERE / "static").iterdir() if p.is_file()}
+        # The assets are small and change only with a deploy (which restarts the service).
+        self.static = {p.name: (p.read_bytes(), _content_type(p.name))
+                       for p in (HERE / "static").iterdir() if p.is_file()}
 
     # ------------------------------------------------------------------ dispatch
+
+    def respond(self, method: str, path: str, query: str, headers: Mapping[str, str],
+                body: str, address: str) -> Response:
+        """One HTTP request as the server read it (path unquoted, header names lower-case)."""
+        return self.handle(Request(method, path, parse_qs(query), headers,
+                                   parse_qs(body, keep_blank_values=True), address))
 
     def handle(self, request: Request) -> Response:
         started = time.perf_counter()
@@ -576,13 +584,12 @@ class Web:
         return self._page(visitor, "error.html", 404, message=f"No repository {name} you may see.")
 
     def _asset(self, name: str) -> Response:
-        path = self.static.get(name)
-        if path is None:
+        found = self.static.get(name)
+        if found is None:
             return Response(404, b"not found\n", [("Content-Type", "text/plain")])
-        kind = mimetypes.guess_type(name)[0] or "application/octet-stream"
-        return Response(200, path.read_bytes(), [
-            ("Content-Type", kind + ("; charset=utf-8" if kind.startswith("text/") or
-                                     kind.endswith("javascript") else "")),
+        body, kind = found
+        return Response(200, body, [
+            ("Content-Type", kind),
             ("Cache-Control", "public, max-age=3600"),
             ("X-Content-Type-Options", "nosniff")])
 
@@ -605,6 +612,12 @@ class Web:
 
 
 # --------------------------------------------------------------------------- pure helpers
+
+
+def _content_type(name: str) -> str:
+    kind = mimetypes.guess_type(name)[0] or "application/octet-stream"
+    text = kind.startswith("text/") or kind.endswith("javascript")
+    return kind + ("; charset=utf-8" if text else "")
 
 
 def _redirect(location: str) -> Response:
@@ -680,6 +693,3 @@ def _denied(record: Mapping[str, Any]) -> bool:
             return True
     return False
 
-
-def parse_form(body: str) -> dict[str, list[str]]:
-    return parse_qs(body, keep_blank_values=True)

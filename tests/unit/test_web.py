@@ -345,3 +345,10 @@ def test_notifications_update_what_is_known_without_reading_it_again(stack):
         assert time.monotonic() < deadline, catalog.tag_names("bob/notified")
         time.sleep(0.2)
     assert catalog._tag_state["bob/notified"].read_at == read_at  # never read again
+
+
+def test_assets_ship_with_the_service(stack):
+    status, headers, body = _client(stack).request("GET", "/static/app.css")
+    assert status == 200 and headers["content-type"] == "text/css; charset=utf-8"
+    assert "[hidden]" in body
+    assert _client(stack).request("GET", "/static/nope.js")[0] == 404
