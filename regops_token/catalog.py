@@ -226,10 +226,18 @@ class Catalog:
             cached = self._tag_state.get(repository)
         if cached and now - cached.read_at < self.max_age:
             return cached
-        found = _Tags(sorted(self.backend.tags(repository), key=natural_key), {}, now)
+        found = _Tags(self._read_names(repository), {}, now)
         with self._lock:
             self._tag_state[repository] = found
         return found
+
+    def _read_names(self, repository: str) -> list[str]:
+        return sorted(self.backend.tags(repository), key=natural_key)
+
+    def _read_digests(self, repository: str, tags: list[str]) -> dict[str, str]:
+        """tag -> digest from the registry, in parallel; a tag gone meanwhile is left out."""
+        found = self._map(functools.partial(self.backend.digest, repository), tags)
+        return {t: d for t, d in zip(tags, found, strict=True) if isinstance(d, str) and d}
 
     def tag_names(self, repository: str) -> list[str]:
         """Every tag, in natural order (`v1.10` after `v1.9`)."""
@@ -241,11 +249,9 @@ class Catalog:
         state = self._tags(repository)
         with self._lock:
             missing = [t for t in tags if t not in state.digests]
-        found = self._map(lambda t: self.backend.digest(repository, t), missing)
+        found = self._read_digests(repository, missing)
         with self._lock:
-            for tag, digest in zip(missing, found, strict=True):
-                if isinstance(digest, str) and digest:
-                    state.digests[tag] = digest
+            state.digests.update(found)
             return {t: state.digests[t] for t in tags if t in state.digests}
 
     def tag_digests(self, repository: str) -> dict[str, str]:
@@ -366,11 +372,8 @@ class Catalog:
                 continue
             try:
                 if not fresh:
-                    names = sorted(self.backend.tags(repository), key=natural_key)
-                    found = self._map(functools.partial(self.backend.digest, repository),
-                                      names)
-                    digests = {t: d for t, d in zip(names, found, strict=True)
-                               if isinstance(d, str) and d}
+                    names = self._read_names(repository)
+                    digests = self._read_digests(repository, names)
                     with self._lock:
                         self._tag_state[repository] = _Tags(names, digests, now, True)
                 self.repo_blobs(repository, compute=True, again=not fresh)
