@@ -17,6 +17,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from regops_token import cron
+
 Check = Callable[[Any], str | None]
 
 MIB = 1024 * 1024
@@ -31,9 +33,6 @@ _IMAGE = re.compile(
     r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?"
     r"(?:@(?P<digest>sha256:[a-f0-9]{64}))?$"
 )
-_MONTHS = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
-_DAYS = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"]
-_CRON_MACROS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
 # Directories whose contents belong to the system: a data or config directory there
 # would be chowned to the registry's account or emptied by a mistake.
 SYSTEM_DIRS = frozenset(
@@ -256,7 +255,7 @@ def cron_problem(schedule: Any) -> str | None:
     """None for a valid cron.d schedule, else why it is not one."""
     if not isinstance(schedule, str) or not schedule.strip():
         return "must be a cron schedule such as '17 3 * * 0'"
-    if schedule.strip() in _CRON_MACROS:
+    if schedule.strip() in cron.MACROS:
         return None
     fields = schedule.split()
     if len(fields) != 5:
@@ -265,8 +264,8 @@ def cron_problem(schedule: Any) -> str | None:
         (0, 59, []),
         (0, 23, []),
         (1, 31, []),
-        (1, 12, _MONTHS),
-        (0, 7, _DAYS),
+        (1, 12, cron.MONTHS),
+        (0, 7, cron.DAYS),
     ]
     names = ("minute", "hour", "day of month", "month", "day of week")
     for what, field, (low, high, words) in zip(names, fields, limits, strict=True):

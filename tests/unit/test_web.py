@@ -352,3 +352,8 @@ def test_assets_ship_with_the_service(stack):
     assert status == 200 and headers["content-type"] == "text/css; charset=utf-8"
     assert "[hidden]" in body
     assert _client(stack).request("GET", "/static/nope.js")[0] == 404
+
+
+def test_the_next_gc_time_of_a_cron_macro():
+    # registry_gc_schedule takes cron.d's macros too (regops.config.checks accepts them).
+    assert cron.next_run("@daily", datetime(2026, 11, 27, 16, 0)) == datetime(2026, 11, 28)
