@@ -357,3 +357,13 @@ def test_assets_ship_with_the_service(stack):
 def test_the_next_gc_time_of_a_cron_macro():
     # registry_gc_schedule takes cron.d's macros too (regops.config.checks accepts them).
     assert cron.next_run("@daily", datetime(2026, 11, 27, 16, 0)) == datetime(2026, 11, 28)
+
+
+def test_the_admin_page_shows_the_last_gc_and_what_it_freed(stack):
+    (stack.tmp / "gc-last.json").write_text(json.dumps({
+        "time": "2026-11-22T03:17:09Z", "result": "ok", "bytes_freed": 123456789,
+        "blobs_deleted": 42, "uploads_deleted": 1, "readonly_seconds": 7, "message": ""}))
+    _, page = _client(stack, "alice").get("/admin")
+    text = " ".join(_text(page).split())
+    assert ("2026-11-22 03:17:09 UTC: ok, 123.5 MB freed (42 blobs, 1 uploads), "
+            "read-only 7 s") in text
