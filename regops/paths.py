@@ -44,3 +44,8 @@ def robot_secret_path(base: str | os.PathLike[str], registry_name: str, robot: s
 def robot_revoked_path(base: str | os.PathLike[str], registry_name: str, robot: str) -> Path:
     """An empty file: the robot is revoked until it is rotated or removed from the data."""
     return registry_secrets(base, registry_name) / "robots" / f"{robot}.revoked"
+
+
+def s3_credential_path(base: str | os.PathLike[str], registry_name: str, which: str) -> Path:
+    """`s3-access-key` or `s3-secret-key`: written by the operator, never generated."""
+    return registry_secrets(base, registry_name) / f"s3-{which}-key"

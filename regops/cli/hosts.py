@@ -256,8 +256,8 @@ def status(inventory: str, limit: tuple[str, ...], as_json: bool) -> None:
     doc = status_ops.status(pairs)
 
     def render(d: dict[str, Any]) -> str:
-        rows: list[list[Any]] = [["HOST", "HEALTH", "VERSION", "CERT", "DISK FREE", "LAST GC",
-                                  "FRONT DOOR", "AUTH", "CONTAINER"]]
+        rows: list[list[Any]] = [["HOST", "HEALTH", "VERSION", "CERT", "STORAGE", "DISK FREE",
+                                  "LAST GC", "FRONT DOOR", "AUTH", "CONTAINER"]]
         for e in d["hosts"]:
             h, disk, g, c, f = e["health"], e["disk"], e["gc"], e["container"], e["frontdoor"]
             rows.append([
@@ -265,6 +265,8 @@ def status(inventory: str, limit: tuple[str, ...], as_json: bool) -> None:
                 f"serving ({h['http_status']})" if h["serving"] else "DOWN",
                 e["version"],
                 f"{e['certificate']['days_left']}d" if e["certificate"] else None,
+                "disk" if e["storage"]["kind"] == "filesystem" else
+                f"s3://{e['storage']['bucket']}{e['storage']['rootdirectory']}",
                 f"{human_bytes(disk['free_bytes'])} ({disk['free_percent']}%)" if disk else None,
                 f"{g['result']} {g['time']}" if g else "never",
                 f"nginx, {f['mode'] or '?'}" if f["running"] else "DOWN",

@@ -125,6 +125,24 @@ def https_url(value: Any) -> str | None:
     return f"must be an https:// URL, got {value!r}"
 
 
+def endpoint_url(value: Any) -> str | None:
+    """`http(s)://host[:port]`: where a service answers, without a path."""
+    problem = f"must be http(s)://host[:port] without a path, got {value!r}"
+    if not isinstance(value, str):
+        return problem
+    match = re.fullmatch(r"(https?)://([^/:\[\]]+|\[[0-9a-fA-F:]+\])(?::([0-9]{1,5}))?/?", value)
+    if not match or host_name(match[2].strip("[]")) or (match[3] and port(int(match[3]))):
+        return problem
+    return None
+
+
+def s3_prefix(value: Any) -> str | None:
+    """A key prefix: `/` then segments of safe characters, no trailing `/`."""
+    if isinstance(value, str) and re.fullmatch(r"(/[A-Za-z0-9._-]+)+", value):
+        return None
+    return f"must look like /registry (segments of letters, digits, ._-), got {value!r}"
+
+
 def ip_address(value: Any) -> str | None:
     return None if is_ip(value) else f"must be an IP address, got {value!r}"
 

@@ -20,6 +20,7 @@ from regops.config.checks import (
     boolean,
     cron_problem,
     duration,
+    endpoint_url,
     host_dir,
     host_name,
     host_names,
@@ -34,6 +35,7 @@ from regops.config.checks import (
     openssl_ciphers,
     optional,
     port,
+    s3_prefix,
     text,
 )
 from regops.registry.retention import PolicyError, parse_policies
@@ -292,6 +294,62 @@ KEYS: list[Key] = [
         "registry",
         "Host directory with the image data (filesystem storage).",
         host_dir,
+    ),
+    Key(
+        "registry_storage",
+        "filesystem",
+        "storage",
+        "Where images live: `filesystem` (the data directory on this host) or `s3` (a bucket "
+        "that every replica of the registry name shares; the `registry_s3_*` keys).",
+        one_of("filesystem", "s3"),
+    ),
+    Key(
+        "registry_s3_endpoint",
+        None,
+        "storage",
+        "S3 endpoint as `https://host[:port]` (`http://` only for a store on a private "
+        "network); unset means AWS S3 in `registry_s3_region`. Credentials come from "
+        "REGOPS_S3_ACCESS_KEY and REGOPS_S3_SECRET_KEY, else the files `s3-access-key` and "
+        "`s3-secret-key` in `<secrets>/<registry_name>/`.",
+        optional(endpoint_url),
+    ),
+    Key(
+        "registry_s3_region",
+        "us-east-1",
+        "storage",
+        "Region the requests are signed for (any value your store accepts if not AWS).",
+        text(r"^[a-z0-9-]{1,64}$", "a region name such as eu-west-1"),
+    ),
+    Key(
+        "registry_s3_bucket",
+        None,
+        "storage",
+        "Bucket of the images (`registry_storage: s3`); it must exist. The deploy lists it "
+        "with the credentials before any host changes.",
+        optional(text(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", "an S3 bucket name")),
+    ),
+    Key(
+        "registry_s3_rootdirectory",
+        "/registry",
+        "storage",
+        "Prefix in the bucket below which the registry keeps everything (one bucket can hold "
+        "several registries).",
+        s3_prefix,
+    ),
+    Key(
+        "registry_s3_path_style",
+        True,
+        "storage",
+        "Address the bucket as `endpoint/bucket` (MinIO, SeaweedFS, Ceph) rather than "
+        "`bucket.endpoint` (AWS).",
+        boolean,
+    ),
+    Key(
+        "registry_s3_verify_tls",
+        True,
+        "storage",
+        "Verify the endpoint's certificate (against the system CAs). Off only for a test store.",
+        boolean,
     ),
     Key(
         "registry_log_level",

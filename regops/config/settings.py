@@ -21,6 +21,7 @@ from regops import paths
 from regops.config.checks import image_tag
 from regops.config.keys import ACCOUNT, DEFAULTS, KEY_NAMES, KEYS, user_list
 from regops.errors import UsageError
+from regops.registry import s3
 from regops.secrets import pki, store
 from regops_token.rules import Policy, RuleError, parse_policy
 
@@ -55,6 +56,7 @@ class Settings:
     tls_names: list[str]
     secrets_root: Path
     users: list[User] = field(repr=False)
+    s3_credentials: s3.Credentials | None = field(default=None, repr=False)
 
     def __getitem__(self, key: str) -> Any:
         return self.data[key]
@@ -95,6 +97,11 @@ class Settings:
         )
 
     @property
+    def bucket(self) -> s3.Bucket | None:
+        """The shared bucket (`registry_storage: s3`), else None: images on this host's disk."""
+        return bucket_of(self.data)
+
+    @property
     def probe_address(self) -> str:
         """Where the host itself reaches the published port."""
         bind = self.data["registry_bind_address"]
@@ -116,6 +123,20 @@ def user_names(host: str, raw: Any) -> list[str]:
     if problem:
         raise ConfigError(host, "registry_users", problem)
     return [str(e.get("name")) if isinstance(e, Mapping) else str(e) for e in raw]
+
+
+def bucket_of(d: Mapping[str, Any]) -> s3.Bucket | None:
+    if d["registry_storage"] != "s3":
+        return None
+    endpoint = d["registry_s3_endpoint"] or s3.aws_endpoint(d["registry_s3_region"])
+    return s3.Bucket(
+        endpoint=endpoint.rstrip("/"),
+        region=d["registry_s3_region"],
+        name=d["registry_s3_bucket"],
+        root=d["registry_s3_rootdirectory"],
+        path_style=d["registry_s3_path_style"],
+        verify_tls=d["registry_s3_verify_tls"],
+    )
 
 
 def tls_names(data: Mapping[str, Any]) -> list[str]:
@@ -206,12 +227,24 @@ def _access(d: dict[str, Any]) -> tuple[str, str] | None:
     return None
 
 
+def _storage(d: dict[str, Any]) -> tuple[str, str] | None:
+    if d["registry_storage"] != "s3":
+        return None
+    if d["registry_s3_bucket"] is None:
+        return "registry_s3_bucket", "must be set with registry_storage: s3"
+    if d["registry_gc_enabled"]:
+        return ("registry_gc_enabled", "a per-host GC job on shared storage (registry_storage: "
+                "s3) would delete layers another replica is still writing; set it to false")
+    return None
+
+
 RULES: list[Rule] = [
     _debug_port,
     _renew_before_expiry,
     _major_version,
     _backend_ports,
     _access,
+    _storage,
     _tls_files,
 ]
 
@@ -284,13 +317,23 @@ def _resolve_users(
     return users
 
 
+def _resolve_s3(
+    host: str, d: dict[str, Any], root: Path, environ: Mapping[str, str]
+) -> s3.Credentials | None:
+    if d["registry_storage"] != "s3":
+        return None
+    found = store.s3_credentials(root, d["registry_name"], environ)
+    if isinstance(found, str):
+        raise ConfigError(host, "registry_storage", found)
+    return s3.Credentials(*found)
+
+
 def load(host: str, data: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Settings:
     """Check the data, then resolve passwords (generating missing ones operator-side)."""
     merged = check_data(host, data)
     root = Path(merged["registry_secrets_dir"]).absolute()
-    users = _resolve_users(
-        host, merged, merged["registry_name"], root, os.environ if environ is None else environ
-    )
+    environ = os.environ if environ is None else environ
+    users = _resolve_users(host, merged, merged["registry_name"], root, environ)
     return Settings(
         host=host,
         data=merged,
@@ -299,13 +342,85 @@ def load(host: str, data: Mapping[str, Any], environ: Mapping[str, str] | None =
         tls_names=tls_names(merged),
         secrets_root=root,
         users=users,
+        s3_credentials=_resolve_s3(host, merged, root, environ),
     )
 
 
-def load_or_exit(host: str, data: Mapping[str, Any]) -> Settings:
-    """`load` for deploy files: bad data ends the run with one line on stderr."""
+# Keys every host serving one registry name must agree on: replicas serve the same
+# images (storage), to the same names, with the same secrets and the same rules.
+REPLICA_KEYS = (
+    "registry_storage", "registry_s3_endpoint", "registry_s3_region", "registry_s3_bucket",
+    "registry_s3_rootdirectory", "registry_s3_path_style", "registry_port",
+    "registry_extra_names", "registry_secrets_dir", "registry_tls_cert_file",
+    "registry_tls_key_file", "registry_tls_ca_file", "registry_auth", "registry_users",
+    "registry_groups", "registry_admins", "registry_access", "registry_robots",
+    "registry_token_ttl", "registry_delete_enabled",
+)  # fmt: skip
+
+
+def check_replicas(
+    host: str, data: Mapping[str, Any], peers: Mapping[str, Mapping[str, Any]]
+) -> None:
+    """Hosts that share this host's registry name are replicas: they must agree.
+
+    Raised for the host that disagrees with the first of its name in inventory
+    order, naming the first key they differ on. Two hosts of one name on their own
+    disks would serve different images under one name, so that is refused too.
+    """
+    mine = check_data(host, data)
+    same = []
+    for name, raw in peers.items():
+        try:
+            theirs = check_data(name, raw)
+        except ConfigError:
+            continue  # that host's own check names it, once
+        if name != host and theirs["registry_name"] == mine["registry_name"]:
+            same.append((name, theirs))
+    if not same:
+        return
+    first, theirs = same[0]
+    if mine["registry_storage"] == "filesystem" and theirs["registry_storage"] == "filesystem":
+        raise ConfigError(host, "registry_storage", (
+            f"{first} serves registry name {mine['registry_name']!r} too, and each would serve "
+            "the images on its own disk; use registry_storage: s3 for replicas, or another "
+            "registry_name"))
+    for key in REPLICA_KEYS:
+        if mine[key] != theirs[key]:
+            raise ConfigError(host, key, (
+                f"differs from {first}, a replica of registry name {mine['registry_name']!r} "
+                f"({mine[key]!r} here, {theirs[key]!r} there); replicas must agree"))
+
+
+_BUCKETS_CHECKED: dict[tuple[s3.Bucket, str], str | None] = {}
+
+
+def check_bucket(s: Settings) -> None:
+    """The bucket lists with the credentials (asked once per bucket and key per run)."""
+    if s.bucket is None or s.s3_credentials is None:
+        return
+    creds = s.s3_credentials
+    fingerprint = store.fingerprint(creds.access_key, creds.secret_key)
+    if (s.bucket, fingerprint) not in _BUCKETS_CHECKED:
+        _BUCKETS_CHECKED[(s.bucket, fingerprint)] = s3.check_bucket(s.bucket, creds)
+    problem = _BUCKETS_CHECKED[(s.bucket, fingerprint)]
+    if problem:
+        raise ConfigError(s.host, "registry_s3_bucket", problem)
+
+
+def load_or_exit(
+    host: str, data: Mapping[str, Any], peers: Mapping[str, Mapping[str, Any]] | None = None
+) -> Settings:
+    """`load` for deploy files: bad data ends the run with one line on stderr.
+
+    With `peers` (every inventory host's data), replicas must agree, and a shared
+    bucket must answer, before any host is changed.
+    """
     try:
-        return load(host, data)
+        if peers is not None:
+            check_replicas(host, data, peers)
+        settings = load(host, data)
+        check_bucket(settings)
+        return settings
     except ConfigError as error:
         print(f"regops: error: {error}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -2,16 +2,17 @@
 
     pyinfra inventories/prod.py deploy.py
 
-Each host's data is checked first (one line naming host, key and problem);
+Each host's data is checked first (one line naming host, key and problem), and
+so is each replica set (hosts sharing a registry name) and its shared bucket;
 nothing is changed on any host until every host's data is good.
 """
 
-from pyinfra import host
+from pyinfra import host, inventory
 
 from regops.config.settings import load_or_exit
 from regops.tasks import account, auth, docker, frontdoor, gc, registry, tls, token
 
-settings = load_or_exit(host.name, host.data.dict())
+settings = load_or_exit(host.name, host.data.dict(), {h.name: h.data.dict() for h in inventory})
 
 docker.apply(settings)
 account.apply(settings)

@@ -113,6 +113,15 @@ def health(s: Settings) -> dict[str, Any]:
             "error": None if code in (200, 401) else f"GET /v2/ answered HTTP {code}"}
 
 
+def storage_state(s: Settings) -> dict[str, Any]:
+    """Where the images live, as declared: this host's disk or a shared bucket."""
+    bucket = s.bucket
+    if bucket is None:
+        return {"kind": "filesystem", "path": s["registry_data_dir"]}
+    return {"kind": "s3", "endpoint": bucket.endpoint, "bucket": bucket.name,
+            "rootdirectory": bucket.root}
+
+
 def status_entry(host: str, s: Settings, remote: str, served: dict[str, Any] | None,
                  check: dict[str, Any]) -> dict[str, Any]:
     """Combine what the host and the API said into one status entry (pure)."""
@@ -139,6 +148,7 @@ def status_entry(host: str, s: Settings, remote: str, served: dict[str, Any] | N
             "days_left": cert["days_left"], "not_after": cert["not_after"],
             "serial": cert["serial"], "source": "served" if served else "file"},
         "disk": disk,
+        "storage": storage_state(s),
         "gc": parse_gc_state(parts.get("gc", "")),
         "frontdoor": frontdoor_state(parts.get("frontdoor", "")),
         "auth": {"mode": s["registry_auth"],

@@ -8,6 +8,7 @@ deploy stays idempotent. Nothing here prints or logs a secret.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import secrets as _secrets
@@ -178,6 +179,40 @@ def resolve_password(
     path = paths.password_path(base, registry_name, user)
     value, created = _secret_file(path, generate_password)
     return value, "generated" if created else "file"
+
+
+def fingerprint(*values: str) -> str:
+    """A digest to tell secrets apart in memory without keeping them as keys."""
+    return hashlib.sha256("\0".join(values).encode()).hexdigest()
+
+
+S3_ENV = {"access": "REGOPS_S3_ACCESS_KEY", "secret": "REGOPS_S3_SECRET_KEY"}
+
+
+def s3_credentials(
+    base: str | os.PathLike[str], registry_name: str, environ: Mapping[str, str]
+) -> tuple[str, str, str] | str:
+    """(access key, secret key, source) from env, else the operator's files; else the problem.
+
+    Both come from one place: an access key from env with a secret from a file is
+    refused, since that is how one store's key ends up signed with another's secret.
+    """
+    if any(var in environ for var in S3_ENV.values()):
+        values = [environ.get(var, "") for var in S3_ENV.values()]
+        if not all(values):
+            return f"set both {' and '.join(S3_ENV.values())} (one is missing or empty)"
+        return values[0], values[1], "env"
+    files = [paths.s3_credential_path(base, registry_name, w) for w in S3_ENV]
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        return (f"no S3 credentials: set {' and '.join(S3_ENV.values())}, or write "
+                f"{' and '.join(missing)} (mode 0600)")
+    for path in files:
+        tighten(path)
+    values = [f.read_text(encoding="utf-8").strip() for f in files]
+    if not all(values):
+        return f"{files[values.index('')]} is empty"
+    return values[0], values[1], "file"
 
 
 def _non_empty(path: Path, generate: Callable[[], str]) -> str:

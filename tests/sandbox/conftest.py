@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -73,6 +74,13 @@ def deploy(*extra: str, limit: str | None = None, env: dict[str, str] | None = N
         args, cwd=ROOT, env=environ, capture_output=True, text=True, timeout=1500
     )
     return Deploy(result.returncode, result.stdout + result.stderr)
+
+
+def changed_ops(output: str) -> int:
+    """How many operations a deploy changed (pyinfra's "Grand total" line)."""
+    match = re.search(r"Grand total\s+(\d+)\s+(\S+)\s+(\S+)\s+(\S+)", output)
+    assert match, output[-3000:]
+    return 0 if match[2] == "-" else int(match[2])
 
 
 @pytest.fixture(scope="session")

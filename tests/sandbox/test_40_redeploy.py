@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 import threading
 import time
 from collections.abc import Iterator
@@ -28,7 +27,14 @@ from regops.registry.load import pull
 from regops.registry.load import push as push_image
 from regops.sandbox.hosts import inventory_hosts
 from regops.secrets import pki
-from tests.sandbox.conftest import client, demo_password, deploy, secret_values, ssh_host
+from tests.sandbox.conftest import (
+    changed_ops,
+    client,
+    demo_password,
+    deploy,
+    secret_values,
+    ssh_host,
+)
 
 pytestmark = pytest.mark.sandbox
 
@@ -43,17 +49,11 @@ def _state(hosts: dict) -> dict[str, tuple[str, str]]:
     return out
 
 
-def _changed_ops(output: str) -> int:
-    match = re.search(r"Grand total\s+(\d+)\s+(\S+)\s+(\S+)\s+(\S+)", output)
-    assert match, output[-3000:]
-    return 0 if match[2] == "-" else int(match[2])
-
-
 def _settled(hosts: dict) -> None:
     """A second deploy finds nothing to do."""
     again = deploy()
     assert again.returncode == 0, again.output[-4000:]
-    assert _changed_ops(again.output) == 0, again.output[-6000:]
+    assert changed_ops(again.output) == 0, again.output[-6000:]
 
 
 def _catalog_inside(th, h: dict, port: int) -> str:
@@ -111,7 +111,7 @@ def settled(hosts):
 def test_second_deploy_changes_nothing_and_restarts_nothing(hosts, settled):
     result = deploy("-v")
     assert result.returncode == 0, result.output[-4000:]
-    assert _changed_ops(result.output) == 0, result.output[-6000:]
+    assert changed_ops(result.output) == 0, result.output[-6000:]
     assert _state(hosts) == settled
     for value in secret_values(hosts):
         assert value not in result.output

@@ -199,6 +199,19 @@ def test_status_entry_aggregates_what_the_host_said(settings, pki_dir):
     assert entry["container"] == {"name": "registry", "exists": True, "running": True,
                                   "started_at": "T0", "image": "registry:2.8.3"}
     assert entry["registry"] == "reg.example.com:5000"
+    assert entry["storage"] == {"kind": "filesystem", "path": "/var/lib/registry"}
+
+
+def test_status_says_which_bucket_a_replica_serves(tmp_path, secrets_dir):
+    shared = load("reg1", {"registry_name": "reg.example.com",
+                           "registry_secrets_dir": str(secrets_dir),
+                           "registry_storage": "s3", "registry_s3_bucket": "images",
+                           "registry_s3_endpoint": "https://s3.example.net:9000/",
+                           "registry_gc_enabled": False},
+                  environ={"REGOPS_S3_ACCESS_KEY": "a", "REGOPS_S3_SECRET_KEY": "b"})
+    entry = status.status_entry("reg1", shared, "", None, {"serving": False})
+    assert entry["storage"] == {"kind": "s3", "endpoint": "https://s3.example.net:9000",
+                                "bucket": "images", "rootdirectory": "/registry"}
 
 
 def test_status_entry_not_ok_when_down_or_stopped(settings):

