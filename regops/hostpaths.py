@@ -54,3 +54,14 @@ TOKEN_NOTIFY_SECRET = f"{TOKEN_DIR}/notify.secret"
 TOKEN_UNIT = "/etc/systemd/system/regops-token.service"
 TOKEN_CONTROL = "/usr/local/sbin/regops-token"
 AUDIT_LOG = "/var/log/regops-token/audit.log"
+
+# A load balancer host (registry_role: load_balancer): Debian's haproxy, one config of ours.
+HAPROXY_CONFIG = "/etc/haproxy/haproxy.cfg"
+HAPROXY_CA = "/etc/haproxy/regops-ca.crt"  # verifies the replicas' front doors in checks
+
+# A storage host (registry_role: storage): SeaweedFS's `weed`, as one systemd service.
+WEED_BINARY = "/usr/local/bin/weed"
+SEAWEEDFS_USER = "seaweedfs"
+SEAWEEDFS_DIR = "/etc/seaweedfs"
+SEAWEEDFS_S3_CONFIG = f"{SEAWEEDFS_DIR}/s3.json"
+SEAWEEDFS_UNIT = "/etc/systemd/system/regops-seaweedfs.service"

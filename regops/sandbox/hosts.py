@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import secrets
 import shutil
 import socket
 import time
@@ -28,10 +29,12 @@ from regops.sandbox.model import (
     ACCESS_DATA,
     DEFAULT_DISTRO,
     DEMO_USER,
+    HA_BUCKET,
     LABEL,
     REGISTRY_PORT,
     SSH_USER,
     STATE_VERSION,
+    TOPOLOGIES,
     HostSpec,
     Log,
     SandboxError,
@@ -44,6 +47,7 @@ from regops.sandbox.model import (
     secrets_dir,
     validate_name,
 )
+from regops.secrets import store
 
 
 def run_argv(spec: HostSpec, ssh_port: int, registry_port: int) -> list[str]:
@@ -131,6 +135,7 @@ def status_document(state: dict[str, Any],
         "ssh_key": state["ssh_key"],
         "registry_image": state["registry_image"],
         "registry_image_archive": state["registry_image_archive"],
+        "topology": state.get("topology", "single"),
         "hosts": [host_status(state, h, live.get(h["container"])) for h in state["hosts"]],
     }
 
@@ -139,9 +144,22 @@ def inventory_hosts(doc: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     """pyinfra host data for a status document: SSH on loopback plus the
     registry data a deploy needs to serve this host's name and IPs."""
     secrets = str(secrets_dir())
+    roles = TOPOLOGIES[doc.get("topology", "single")]
     hosts = []
-    for h in doc["hosts"]:
+    for i, h in enumerate(doc["hosts"]):
         extra = ["localhost", "127.0.0.1"] + ([h["ip"]] if h.get("ip") else [])
+        shape: dict[str, Any] = {}
+        if roles:  # one name for all: the load balancer's (the first host's)
+            first = doc["hosts"][0]
+            extra = ["localhost", "127.0.0.1"] + ([first["ip"]] if first.get("ip") else [])
+            shape = {
+                "registry_name": first["registry_name"],
+                "registry_role": roles[i] if i < len(roles) else "registry",
+                "registry_private_address": h.get("ip") or h["name"],
+                "registry_storage": "s3",
+                "registry_s3_bucket": HA_BUCKET,
+                "registry_gc_enabled": False,
+            }
         hosts.append((h["name"], {
             "ssh_hostname": h["ssh_host"],
             "ssh_port": h["ssh_port"],
@@ -159,6 +177,7 @@ def inventory_hosts(doc: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
             # The operator's machine reaches the registry through the published port.
             "registry_api_url": h["registry_url"],
             "registry_secrets_dir": secrets,
+            **shape,
         }))
     return hosts
 
@@ -245,21 +264,25 @@ def wait_ready(container: str, ssh_port: int, key: Path, timeout: float) -> str:
 
 
 def up(name: str, hosts: int | None, distros: Sequence[str], mirror: str | None = None,
-       rebuild: bool = False, timeout: float = 180, log: Log = lambda _m: None
-       ) -> dict[str, Any]:
+       rebuild: bool = False, timeout: float = 180, log: Log = lambda _m: None,
+       topology: str | None = None) -> dict[str, Any]:
     """Make the sandbox match the request, reusing whatever already runs."""
     validate_name(name)
     require_docker()
     with lock(f"up-{name}"):  # two `up`s of one sandbox would race for its hosts
-        return _up(name, hosts, distros, mirror, rebuild, timeout, log)
+        return _up(name, hosts, distros, mirror, rebuild, timeout, log, topology)
 
 
 def _up(name: str, hosts: int | None, distros: Sequence[str], mirror: str | None,
-        rebuild: bool, timeout: float, log: Log) -> dict[str, Any]:
+        rebuild: bool, timeout: float, log: Log, topology: str | None = None
+        ) -> dict[str, Any]:
     try:
         state = load_state(name)
     except SandboxError:
         state = {"version": STATE_VERSION, "name": name, "hosts": []}
+    topology = check_topology(state.get("topology"), topology, hosts, name)
+    if TOPOLOGIES[topology]:
+        hosts = max(hosts or 0, len(TOPOLOGIES[topology]))
     known = set(labelled("container", name)) | {h["container"] for h in state["hosts"]}
     live_all = inspect_containers(sorted(known))
     existing = {int(h["name"][2:]): h["distro"] for h in state["hosts"]}
@@ -276,6 +299,7 @@ def _up(name: str, hosts: int | None, distros: Sequence[str], mirror: str | None
     public_key = ensure_ssh_key(key)
     state.update({
         "version": STATE_VERSION, "ssh_key": str(key), "registry_image": image,
+        "topology": topology,
         "registry_image_archive": str(archive), "secrets_dir": str(secrets_dir()),
     })
     state.setdefault("created", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
@@ -306,7 +330,33 @@ def _up(name: str, hosts: int | None, distros: Sequence[str], mirror: str | None
     for h in state["hosts"]:  # IPs are only final once containers run
         h["ip"] = next(x["ip"] for x in doc["hosts"] if x["name"] == h["name"])
     save_state(state)
+    if TOPOLOGIES[topology]:
+        ensure_s3_credentials(doc["hosts"][0]["registry_name"])
     return doc
+
+
+def check_topology(recorded: str | None, asked: str | None, hosts: int | None,
+                   name: str) -> str:
+    """The sandbox's shape: as recorded, as asked on the first `up`, else `single`."""
+    if asked is not None and asked not in TOPOLOGIES:
+        raise SandboxError(f"unknown topology {asked!r}; choose from {', '.join(TOPOLOGIES)}")
+    if recorded and asked and recorded != asked:
+        raise SandboxError(f"sandbox {name!r} is a {recorded} sandbox; run `regops sandbox "
+                           f"down --name {name}` first to make it {asked}")
+    topology = recorded or asked or "single"
+    needed = len(TOPOLOGIES[topology])
+    if hosts is not None and needed and hosts < needed:
+        raise SandboxError(f"--topology {topology} needs at least {needed} hosts, not {hosts}")
+    return topology
+
+
+def ensure_s3_credentials(registry_name: str) -> None:
+    """The replicas' and the storage host's S3 key, generated once (mode 0600)."""
+    root = secrets_dir()
+    store.secret_file(paths.s3_credential_path(root, registry_name, "access"),
+                      lambda: "regops-" + secrets.token_hex(8))
+    store.secret_file(paths.s3_credential_path(root, registry_name, "secret"),
+                      store.generate_password)
 
 
 def status(name: str | None = None) -> dict[str, Any]:

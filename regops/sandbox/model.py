@@ -49,6 +49,14 @@ ACCESS_DATA: dict[str, Any] = {
                        "expires": "2026-01-31"},
     },
 }
+# Shapes `regops sandbox up --topology` makes. `single`: every host its own registry.
+# `ha`: one registry name on four hosts: a load balancer, two replicas on S3, and the
+# storage host that serves their bucket (README: Object storage and replicas).
+TOPOLOGIES: dict[str, tuple[str, ...]] = {
+    "single": (),
+    "ha": ("load_balancer", "registry", "registry", "storage"),
+}
+HA_BUCKET = "images"
 REGISTRY_BINARY = "/usr/bin/docker-registry"
 STATE_VERSION = 1
 

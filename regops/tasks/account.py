@@ -11,7 +11,7 @@ from regops import hostpaths
 from regops.config.settings import Settings
 
 
-def _system_account(name: str, uid: int, gid: int, user_label: str) -> None:
+def system_account(name: str, uid: int, gid: int, user_label: str) -> None:
     """A system group and a user of that name, no login, no home."""
     server.group(
         name=f"Create the system group {name} (gid {gid})",
@@ -35,11 +35,11 @@ def _system_account(name: str, uid: int, gid: int, user_label: str) -> None:
 @deploy("Registry account")
 def apply(s: Settings) -> None:
     user = s["registry_user"]
-    _system_account(user, s["registry_uid"], s["registry_gid"],
+    system_account(user, s["registry_uid"], s["registry_gid"],
                     f"Create the system user {user} (uid {s['registry_uid']}, no login)")
     if s.token_auth:
         token = hostpaths.TOKEN_USER
-        _system_account(token, s["registry_token_uid"], s["registry_token_uid"],
+        system_account(token, s["registry_token_uid"], s["registry_token_uid"],
                         f"Create the system user {token} for the token service (no login)")
     config_dir = s["registry_config_dir"]
     files.directory(

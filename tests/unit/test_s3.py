@@ -296,8 +296,8 @@ def test_replicas_must_agree_before_any_host_changes(base_data):
         check_replicas("reg2", {**replica, "registry_s3_bucket": "elsewhere"},
                        {"reg1": replica, "reg2": {**replica, "registry_s3_bucket": "elsewhere"}})
     assert str(caught.value) == (
-        "reg2: registry_s3_bucket: differs from reg1, a replica of registry name "
-        "'reg.example.com' ('elsewhere' here, 'images' there); replicas must agree")
+        "reg2: registry_s3_bucket: differs from reg1, a host of registry name "
+        "'reg.example.com' ('elsewhere' here, 'images' there); its hosts must agree")
     with pytest.raises(ConfigError, match=r"^reg2: registry_extra_names: differs from reg1"):
         check_replicas("reg2", {**replica, "registry_extra_names": ["10.0.0.5"]},
                        {"reg1": replica, "reg2": replica})
@@ -316,10 +316,82 @@ def test_the_deploy_refuses_a_disagreeing_replica_in_one_line(base_data, capsys)
                      {"reg1": replica, "reg2": {**replica, "registry_port": 5443}})
     assert stopped.value.code == 2
     assert capsys.readouterr().err == (
-        "regops: error: reg2: registry_port: differs from reg1, a replica of registry name "
-        "'reg.example.com' (5443 here, 5000 there); replicas must agree\n")
+        "regops: error: reg2: registry_port: differs from reg1, a host of registry name "
+        "'reg.example.com' (5443 here, 5000 there); its hosts must agree\n")
+
+
+def test_roles_of_one_registry_name(base_data, monkeypatch):
+    """A load balancer needs replicas; a storage host serves S3 and is the only one; the
+    replicas find it as their endpoint and leave the bucket to the deploy."""
+    replica = _data(base_data, None, registry_private_address="10.0.0.11")
+    lb = {**replica, "registry_role": "load_balancer"}
+    storage = {**replica, "registry_role": "storage", "registry_private_address": "10.0.0.20"}
+    with pytest.raises(ConfigError, match=r"^lb1: registry_role: no host with registry_role "
+                                          r"registry serves 'reg.example.com'"):
+        check_replicas("lb1", lb, {"lb1": lb})
+    with pytest.raises(ConfigError, match=r"^st2: registry_role: st1 is the storage host"):
+        check_replicas("st2", storage, {"st1": storage, "st2": storage})
+    local = {**base_data, "registry_role": "storage"}
+    with pytest.raises(ConfigError, match=r"^st1: registry_storage: must be s3 on a storage"):
+        check_replicas("st1", local, {"st1": local})
+    second = {**replica, "registry_private_address": "10.0.0.12"}
+    everyone = {"lb1": lb, "reg1": replica, "reg2": second, "st1": storage}
+    for key, value in ENV.items():
+        monkeypatch.setenv(key, value)
+    s = load_or_exit("lb1", lb, everyone)  # no bucket check: the deploy makes the bucket
+    assert [(p.host, p.address) for p in s.replicas] == [("reg1", "10.0.0.11"),
+                                                         ("reg2", "10.0.0.12")]
+    assert s.bucket is not None and s.bucket.endpoint == "http://10.0.0.20:8333"
 
 
 def test_credentials_fingerprint_never_keeps_the_secret():
     assert SECRET not in store.fingerprint(ACCESS, SECRET)
     assert store.fingerprint(ACCESS, SECRET) != store.fingerprint(ACCESS, SECRET + "x")
+
+
+# --------------------------------------------------------------------------- roles
+
+
+def _ha_settings(base_data: dict, monkeypatch) -> dict[str, Any]:
+    for key, value in ENV.items():
+        monkeypatch.setenv(key, value)
+    replica = _data(base_data, None, registry_lb_check_interval=3, registry_lb_check_fall=4)
+    hosts = {
+        "lb1": {**replica, "registry_role": "load_balancer"},
+        "reg1": {**replica, "registry_private_address": "10.0.0.11"},
+        "reg2": {**replica, "registry_private_address": "10.0.0.12"},
+        "st1": {**replica, "registry_role": "storage", "registry_private_address": "10.0.0.20"},
+    }
+    return {name: load_or_exit(name, data, hosts) for name, data in hosts.items()}
+
+
+def test_the_load_balancer_checks_each_replica_through_verified_tls(base_data, monkeypatch):
+    lb = _ha_settings(base_data, monkeypatch)["lb1"]
+    config = render.template("etc/haproxy/haproxy.cfg", lb)
+    assert "    server reg1 10.0.0.11:5000 check\n" in config
+    assert "    server reg2 10.0.0.12:5000 check" in config
+    assert "server st1" not in config and "server lb1" not in config
+    assert ("default-server inter 3s fall 4 rise 2 on-marked-down shutdown-sessions check-ssl "
+            "check-sni reg.example.com verify required ca-file /etc/haproxy/regops-ca.crt"
+            ) in config
+    assert "bind 0.0.0.0:5000" in config and "mode tcp" in config  # TLS passes through
+    assert "http-check send meth GET uri /v2/ ver HTTP/1.1 hdr Host reg.example.com" in config
+
+
+def test_the_storage_host_runs_one_hardened_weed_with_the_replicas_key(base_data, monkeypatch):
+    from regops.tasks.seaweedfs import identities
+
+    hosts = _ha_settings(base_data, monkeypatch)
+    storage = hosts["st1"]
+    unit = render.template("etc/systemd/system/regops-seaweedfs.service", storage)
+    assert "-ip=10.0.0.20 -ip.bind=10.0.0.20" in unit
+    assert "-master.telemetry=false" in unit and "-s3.port=8333" in unit
+    assert "User=seaweedfs" in unit and "NoNewPrivileges=yes" in unit
+    assert SECRET not in unit
+    ident = json.loads(identities(storage))["identities"][0]["credentials"][0]
+    assert ident == {"accessKey": ACCESS, "secretKey": SECRET}
+    # The replicas find it; the load balancer and the storage host run no registry.
+    assert hosts["reg1"].bucket is not None
+    assert hosts["reg1"].bucket.endpoint == "http://10.0.0.20:8333"
+    assert [p.host for p in hosts["reg2"].replicas] == ["reg1", "reg2"]
+    assert hosts["st1"].replicas[0].address == "10.0.0.11"

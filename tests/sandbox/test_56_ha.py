@@ -1,0 +1,227 @@
+"""High availability on sandbox hosts: `regops sandbox up --topology ha` (a load
+balancer, two replicas on S3, the storage host serving their bucket), deployed by
+the real deploy and driven with real clients through the load balancer.
+
+Its own sandbox (`regops-test-ha`), so the two-host sandbox of the other tests
+keeps its shape.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from regops import paths
+from regops.registry import oci
+from regops.registry.client import RegistryClient
+from regops.registry.load import pull
+from regops.registry.load import push as push_image
+from regops.registry.skopeo import copy
+from regops.sandbox.model import secrets_dir
+from tests.sandbox.conftest import (
+    assert_blobs_hash_to_their_digests,
+    changed_ops,
+    deploy,
+    regops,
+    ssh_host,
+)
+
+pytestmark = pytest.mark.sandbox
+
+HA = os.environ.get("REGOPS_TEST_HA_SANDBOX", "regops-test-ha")
+REPO = "team/ha/service"
+
+
+def _status() -> dict[str, Any]:
+    return json.loads(regops("sandbox", "status", "--name", HA, "--json").stdout)
+
+
+def _deploy(*extra: str) -> Any:
+    return deploy(*extra, env={"REGOPS_SANDBOX": HA})
+
+
+@pytest.fixture(scope="module")
+def ha(sandbox) -> Iterator[dict[str, dict]]:
+    """The HA sandbox, deployed once. `sandbox` first: Docker and skopeo are checked."""
+    if os.environ.get("REGOPS_REUSE_SANDBOX") != "1":
+        regops("sandbox", "down", "--name", HA, check=False)
+    regops("sandbox", "up", "--name", HA, "--topology", "ha", "--distro", "bookworm")
+    result = _deploy()
+    assert result.returncode == 0, result.output[-6000:]
+    yield {h["name"]: h for h in _status()["hosts"]}
+    if os.environ.get("REGOPS_KEEP_SANDBOX") != "1":
+        regops("sandbox", "down", "--name", HA, check=False)
+
+
+def _client(h: dict, name: str) -> RegistryClient:
+    root = secrets_dir()
+    password = paths.password_path(root, name, "demo").read_text().strip()
+    return RegistryClient(h["registry_url"], "demo", password,
+                          ca_file=str(paths.ca_cert_path(root, name)))
+
+
+def _skopeo(source: str, dest: str, lb: str, name: str) -> Any:
+    root = secrets_dir()
+    return copy(source, dest, registry=lb, username="demo",
+                password=paths.password_path(root, name, "demo").read_text().strip(),
+                ca_file=str(paths.ca_cert_path(root, name)))
+
+
+def _name(ha: dict) -> str:
+    return str(ha["sb1"]["registry_name"])
+
+
+def test_roles_and_one_name(ha):
+    name = _name(ha)
+    lb, storage = ssh_host(ha["sb1"]), ssh_host(ha["sb4"])
+    assert lb.service("haproxy").is_running
+    config = lb.file("/etc/haproxy/haproxy.cfg").content_string
+    for replica in ("sb2", "sb3"):
+        assert f"server {replica} {ha[replica]['ip']}:5000 check" in config
+    unit = storage.service("regops-seaweedfs")
+    assert unit.is_running and unit.is_enabled
+    assert storage.process.get(comm="weed").user == "seaweedfs"
+    assert storage.file("/etc/seaweedfs/s3.json").mode == 0o640
+    for replica in ("sb2", "sb3"):
+        th = ssh_host(ha[replica])
+        text = th.file("/etc/docker/registry/config.yml").content_string
+        assert f'regionendpoint: "http://{ha["sb4"]["ip"]}:8333"' in text
+        assert th.file(f"/etc/docker/certs.d/{name}:5000/ca.crt").exists
+        assert not th.file("/etc/cron.d/regops-gc").exists
+
+
+def test_push_through_the_load_balancer_pulls_from_each_replica(ha, tmp_path):
+    name = _name(ha)
+    layout = tmp_path / "src"
+    pushed = oci.image(layout, "1.0", [{"app/bin": os.urandom(512 * 1024)}])
+    lb = f"127.0.0.1:{ha['sb1']['registry_published_port']}"
+    result = _skopeo(f"oci:{layout}:1.0", f"docker://{lb}/{REPO}:1.0", lb, name)
+    assert result.returncode == 0, result.stderr
+    for replica in ("sb1", "sb2", "sb3"):
+        c = _client(ha[replica], name)
+        assert c.digest(REPO, "1.0") == pushed.digest, replica
+        assert pull(c, REPO, "1.0") == pushed.digest
+
+
+def test_a_second_deploy_changes_nothing(ha):
+    result = _deploy()
+    assert result.returncode == 0, result.output[-4000:]
+    assert changed_ops(result.output) == 0, result.output[-6000:]
+
+
+class Traffic:
+    """Pulls and pushes through the load balancer in a loop, every outcome timed."""
+
+    def __init__(self, lb: RegistryClient, seconds: float) -> None:
+        self.lb, self.seconds = lb, seconds
+        self.events: list[tuple[float, str, bool, str]] = []
+        self.acked: dict[str, str] = {}
+        self.stop = threading.Event()
+
+    def _pulls(self) -> None:
+        while not self.stop.is_set():
+            started = time.monotonic()
+            try:
+                pull(self.lb, REPO, "1.0")
+                self.events.append((started, "pull", True, ""))
+            except Exception as error:  # noqa: BLE001 - every failure is the finding
+                self.events.append((started, "pull", False, str(error)[:200]))
+                time.sleep(0.2)
+
+    def _pushes(self) -> None:
+        n = 0
+        while not self.stop.is_set():
+            n += 1
+            started = time.monotonic()
+            try:
+                pushed = push_image(self.lb, f"{REPO}-loop", f"n{n}", 64 * 1024)
+                self.acked[f"n{n}"] = pushed.digest
+                self.events.append((started, "push", True, ""))
+            except Exception as error:  # noqa: BLE001
+                self.events.append((started, "push", False, str(error)[:200]))
+                time.sleep(0.2)
+
+    def __enter__(self) -> Traffic:
+        self.threads = [threading.Thread(target=t, daemon=True)
+                        for t in (self._pulls, self._pulls, self._pushes)]
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(120)
+
+
+def test_a_stopped_replica_loses_no_push_and_pulls_recover(ha):
+    """A replica host killed under pulls and pushes through the load balancer: the
+    failover window is measured, no acknowledged push is lost, every pull after the
+    window succeeds, and the replica rejoins when it is back."""
+    name = _name(ha)
+    lb = _client(ha["sb1"], name)
+    victim = ha["sb2"]
+    with Traffic(lb, 30) as traffic:
+        time.sleep(5)
+        killed = time.monotonic()
+        subprocess.run(["docker", "kill", victim["container"]], check=True,
+                       capture_output=True)
+        time.sleep(25)
+    failures = [e for e in traffic.events if not e[2]]
+    after = [e for e in traffic.events if e[0] >= killed]
+    window = max((e[0] - killed for e in failures if e[0] >= killed), default=0.0)
+    report = {"failover_window_s": round(window, 1), "operations": len(traffic.events),
+              "failed": len(failures), "acked_pushes": len(traffic.acked)}
+    Path(os.environ.get("REGOPS_HA_REPORT", "/tmp/regops-ha-failover.json")).write_text(
+        json.dumps(report))
+    print(f"failover: {report}")
+    assert [e for e in failures if e[0] < killed] == [], failures[:5]
+    assert window <= 10, (report, failures[-5:])
+    assert [e for e in after if e[0] > killed + window + 0.001 and not e[2]] == []
+    assert sum(1 for e in after if e[2] and e[0] > killed + 10) > 10, report
+    for tag, digest in traffic.acked.items():  # every acknowledged push is there
+        assert lb.digest(f"{REPO}-loop", tag) == digest, tag
+
+    # Back: the host boots its registry and front door, and the balancer takes it again.
+    subprocess.run(["docker", "start", victim["container"]], check=True, capture_output=True)
+    now = {h["name"]: h for h in _status()["hosts"]}
+    if now["sb2"]["ip"] != victim["ip"]:  # Docker gave it another address: tell the LB
+        assert _deploy().returncode == 0
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            if _client(now["sb2"], name).digest(REPO, "1.0"):
+                break
+        except Exception:  # noqa: BLE001 - still booting
+            assert time.monotonic() < deadline, "sb2 did not serve again"
+            time.sleep(2)
+    lb_host = ssh_host(ha["sb1"])
+    deadline = time.monotonic() + 30
+    while "replicas/sb2 is UP" not in lb_host.check_output("journalctl -u haproxy -n 200"):
+        assert time.monotonic() < deadline, "the load balancer did not take sb2 back"
+        time.sleep(1)
+
+
+def test_a_new_replica_serves_every_image_after_its_first_deploy(ha, tmp_path):
+    name = _name(ha)
+    regops("sandbox", "up", "--name", HA, "--hosts", "5")
+    result = _deploy()
+    assert result.returncode == 0, result.output[-6000:]
+    hosts = {h["name"]: h for h in _status()["hosts"]}
+    fresh = _client(hosts["sb5"], name)
+    assert pull(fresh, REPO, "1.0") == _client(hosts["sb3"], name).digest(REPO, "1.0")
+    config = ssh_host(hosts["sb1"]).file("/etc/haproxy/haproxy.cfg").content_string
+    assert f"server sb5 {hosts['sb5']['ip']}:5000 check" in config
+    dest = tmp_path / "pulled"
+    lb = f"127.0.0.1:{hosts['sb1']['registry_published_port']}"
+    pulled = _skopeo(f"docker://{lb}/{REPO}:1.0", f"oci:{dest}:1.0", lb, name)
+    assert pulled.returncode == 0, pulled.stderr
+    assert_blobs_hash_to_their_digests(dest)
