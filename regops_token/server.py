@@ -75,6 +75,7 @@ class Config:
     audit: str
     policy: Policy
     web: dict[str, Any] | None = None  # address, registry_ports, gc_schedule, gc_state
+    read_only: bool = False  # a pull-through cache: nobody pushes or deletes, whatever the rules
 
     @classmethod
     def load(cls, path: str) -> Config:
@@ -94,6 +95,7 @@ class Config:
             audit=doc["audit"],
             policy=policy_from_json(doc["policy"]),
             web=doc.get("web"),
+            read_only=bool(doc.get("read_only", False)),
         )
 
 
@@ -334,6 +336,8 @@ class TokenService:
         access = []
         for kind, name, actions in scopes:
             granted = self.config.policy.grant(subject, kind, name, actions)
+            if self.config.read_only and kind == "repository":
+                granted = [a for a in granted if a == "pull"]
             access.append({"type": kind, "name": name, "actions": granted})
         now = int(time.time())
         claims = {

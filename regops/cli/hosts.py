@@ -265,8 +265,10 @@ def status(inventory: str, limit: tuple[str, ...], as_json: bool) -> None:
                 f"serving ({h['http_status']})" if h["serving"] else "DOWN",
                 e["version"],
                 f"{e['certificate']['days_left']}d" if e["certificate"] else None,
-                "disk" if e["storage"]["kind"] == "filesystem" else
-                f"s3://{e['storage']['bucket']}{e['storage']['rootdirectory']}",
+                ("disk" if e["storage"]["kind"] == "filesystem" else
+                 f"s3://{e['storage']['bucket']}{e['storage']['rootdirectory']}")
+                + (f", cache of {e['cache']['upstream']} (expires {e['cache']['expiry']})"
+                   if e["cache"] else ""),
                 f"{human_bytes(disk['free_bytes'])} ({disk['free_percent']}%)" if disk else None,
                 f"{g['result']} {g['time']}" if g else "never",
                 f"nginx, {f['mode'] or '?'}" if f["running"] else "DOWN",

@@ -157,6 +157,32 @@ KEYS: list[Key] = [
         "DNS name clients use (`name:port/...`); default: the inventory host name.",
         optional(host_name),
     ),
+    # --- cache: a pull-through cache of another registry
+    Key(
+        "registry_proxy_remote_url",
+        None,
+        "cache",
+        "Make this registry a pull-through cache of that registry (`https://registry-1.docker.io`, "
+        "or another regops registry such as `https://registry.example.com:5000`): pulls fetch "
+        "what is missing from it and keep it; pushes and deletes are refused.",
+        optional(endpoint_url),
+    ),
+    Key(
+        "registry_proxy_username",
+        None,
+        "cache",
+        "User the cache logs in to the upstream as; its password comes from "
+        "REGOPS_PROXY_PASSWORD, else `<secrets>/<registry_name>/proxy-password`. Unset: anonymous.",
+        optional(text()),
+    ),
+    Key(
+        "registry_proxy_ca_file",
+        None,
+        "cache",
+        "CA (PEM, on the operator's machine) the cache trusts for the upstream, in addition to "
+        "the public ones: a regops upstream's `.regops/secrets/<name>/pki/ca.crt`.",
+        optional(local_file),
+    ),
     # --- tls: certificates
     Key(
         "registry_extra_names",

@@ -58,6 +58,7 @@ class Settings:
     users: list[User] = field(repr=False)
     s3_credentials: s3.Credentials | None = field(default=None, repr=False)
     peers: tuple[Peer, ...] = ()  # the other hosts of this registry name (deploys only)
+    proxy_password: str | None = field(default=None, repr=False)
 
     def __getitem__(self, key: str) -> Any:
         return self.data[key]
@@ -96,6 +97,11 @@ class Settings:
             self.data["registry_admins"], self.data["registry_access"],
             self.data["registry_robots"],
         )
+
+    @property
+    def cache(self) -> bool:
+        """A pull-through cache of `registry_proxy_remote_url`."""
+        return self.data["registry_proxy_remote_url"] is not None
 
     @property
     def role(self) -> str:
@@ -254,6 +260,14 @@ def _storage(d: dict[str, Any]) -> tuple[str, str] | None:
     return None
 
 
+def _cache(d: dict[str, Any]) -> tuple[str, str] | None:
+    if d["registry_proxy_remote_url"] is None:
+        for key in ("registry_proxy_username", "registry_proxy_ca_file"):
+            if d[key] is not None:
+                return key, "is only used with registry_proxy_remote_url"
+    return None
+
+
 RULES: list[Rule] = [
     _debug_port,
     _renew_before_expiry,
@@ -261,6 +275,7 @@ RULES: list[Rule] = [
     _backend_ports,
     _access,
     _storage,
+    _cache,
     _tls_files,
 ]
 
@@ -333,6 +348,21 @@ def _resolve_users(
     return users
 
 
+def _resolve_proxy_password(
+    host: str, d: dict[str, Any], root: Path, environ: Mapping[str, str]
+) -> str | None:
+    if d["registry_proxy_remote_url"] is None or d["registry_proxy_username"] is None:
+        return None
+    if environ.get("REGOPS_PROXY_PASSWORD"):
+        return environ["REGOPS_PROXY_PASSWORD"]
+    path = paths.proxy_password_path(root, d["registry_name"])
+    if not path.is_file() or not path.read_text(encoding="utf-8").strip():
+        raise ConfigError(host, "registry_proxy_username", (
+            f"needs the upstream password: set REGOPS_PROXY_PASSWORD or write {path} (mode 0600)"))
+    store.tighten(path)
+    return path.read_text(encoding="utf-8").strip()
+
+
 def _resolve_s3(
     host: str, d: dict[str, Any], root: Path, environ: Mapping[str, str]
 ) -> s3.Credentials | None:
@@ -362,6 +392,7 @@ def load(host: str, data: Mapping[str, Any], environ: Mapping[str, str] | None =
         secrets_root=root,
         users=users,
         s3_credentials=_resolve_s3(host, merged, root, environ),
+        proxy_password=_resolve_proxy_password(host, merged, root, environ),
     )
 
 

@@ -122,6 +122,15 @@ def storage_state(s: Settings) -> dict[str, Any]:
             "rootdirectory": bucket.root}
 
 
+def cache_state(s: Settings) -> dict[str, Any] | None:
+    """A pull-through cache's upstream and how long it keeps what it fetched."""
+    if not s.cache:
+        return None
+    expiry = "7 days after each fetch" if s.major_version == 2 else "the registry's proxy ttl"
+    return {"upstream": s["registry_proxy_remote_url"], "expiry": expiry,
+            "size_bound": None}
+
+
 def status_entry(host: str, s: Settings, remote: str, served: dict[str, Any] | None,
                  check: dict[str, Any]) -> dict[str, Any]:
     """Combine what the host and the API said into one status entry (pure)."""
@@ -149,6 +158,7 @@ def status_entry(host: str, s: Settings, remote: str, served: dict[str, Any] | N
             "serial": cert["serial"], "source": "served" if served else "file"},
         "disk": disk,
         "storage": storage_state(s),
+        "cache": cache_state(s),
         "gc": parse_gc_state(parts.get("gc", "")),
         "frontdoor": frontdoor_state(parts.get("frontdoor", "")),
         "auth": {"mode": s["registry_auth"],

@@ -46,6 +46,10 @@ def registry_unit(s: Settings) -> unit.Unit:
     if s.token_auth:  # the CA the registry verifies tokens against
         ca = pki.ensure_token_signer(paths.pki_dir(s.secrets_root, s.registry_name)).ca_pem
         inputs.append(unit.Input(f"{config_dir}/token-ca.crt", ca, mode="0644", staged=False))
+    if s["registry_proxy_ca_file"]:  # the cache's upstream
+        inputs.append(unit.Input(f"{config_dir}/upstream-ca/ca.crt",
+                                 Path(s["registry_proxy_ca_file"]).read_bytes(), mode="0644",
+                                 staged=False))
     return unit.Unit(name="registry", what="the registry", control=hostpaths.REGISTRY_CONTROL,
                      inputs=tuple(inputs))
 
@@ -59,6 +63,14 @@ def apply(s: Settings) -> None:
         user=d["registry_user"],
         group=d["registry_user"],
         mode="0750",
+    )
+    files.directory(
+        name="Create the directory of the cache's upstream CA",
+        path=f"{d['registry_config_dir']}/upstream-ca",
+        user="root",
+        group=d["registry_user"],
+        mode="0755",
+        present=bool(d["registry_proxy_ca_file"]),
     )
     http_secret = store.http_secret(s.secrets_root, s.registry_name)
     secret_file(

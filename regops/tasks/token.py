@@ -71,6 +71,8 @@ def token_config(s: Settings) -> str:
             "audit": hostpaths.AUDIT_LOG,
             "policy": policy_to_json(s.policy),
             "web": web_config(s),
+            # A pull-through cache: the registry refuses writes too, but later and less clearly.
+            "read_only": s.cache,
         },
         indent=2,
         sort_keys=True,

@@ -395,3 +395,37 @@ def test_the_storage_host_runs_one_hardened_weed_with_the_replicas_key(base_data
     assert hosts["reg1"].bucket.endpoint == "http://10.0.0.20:8333"
     assert [p.host for p in hosts["reg2"].replicas] == ["reg1", "reg2"]
     assert hosts["st1"].replicas[0].address == "10.0.0.11"
+
+
+# --------------------------------------------------------------------------- cache
+
+
+def test_a_pull_through_cache_config(base_data, tmp_path):
+    from regops.hostops.status import cache_state
+    from regops.tasks.token import token_config
+
+    upstream = {**base_data, "registry_proxy_remote_url": "https://up.example.com:5000"}
+    with pytest.raises(ConfigError, match=r"^reg1: registry_proxy_username: is only used with "
+                                          r"registry_proxy_remote_url"):
+        load("reg1", {**base_data, "registry_proxy_username": "demo"}, environ={})
+    with pytest.raises(ConfigError, match=r"^reg1: registry_proxy_username: needs the upstream "
+                                          r"password: set REGOPS_PROXY_PASSWORD"):
+        load("reg1", {**upstream, "registry_proxy_username": "demo"}, environ={})
+    ca = tmp_path / "up-ca.crt"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    s = load("reg1", {**upstream, "registry_proxy_username": "demo",
+                      "registry_proxy_ca_file": str(ca)},
+             environ={"REGOPS_PROXY_PASSWORD": "upstream-secret-9"})
+    assert s.cache and "upstream-secret-9" not in repr(s)
+    proxy = yaml.safe_load(render.registry_config(s, "x"))["proxy"]
+    assert proxy == {"remoteurl": "https://up.example.com:5000", "username": "demo",
+                     "password": "upstream-secret-9"}
+    spec = render.template("etc/docker/registry/registry.spec", s)
+    assert "--env SSL_CERT_DIR=/etc/ssl/certs:/etc/docker/registry/upstream-ca" in spec
+    assert json.loads(token_config(s))["read_only"] is True
+    assert cache_state(s) == {"upstream": "https://up.example.com:5000",
+                              "expiry": "7 days after each fetch", "size_bound": None}
+    plain = load("reg1", base_data, environ={})
+    assert "proxy:" not in render.registry_config(plain, "x")
+    assert "SSL_CERT_DIR" not in render.template("etc/docker/registry/registry.spec", plain)
+    assert json.loads(token_config(plain))["read_only"] is False and cache_state(plain) is None

@@ -5,6 +5,7 @@ accepts and refuses, exactly as it checks tokens. No host needed."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import os
 import time
@@ -88,6 +89,21 @@ def test_delete_needs_the_delete_right_and_star_brings_it(stack):
                         "actions": ["pull", "push", "delete"]}]
     assert stack.status("DELETE", f"/v2/alice/x/manifests/{digest}",
                         doc["token"])[0] == 202
+
+
+def test_a_pull_through_cache_grants_pull_only_whatever_the_rules(stack):
+    original = stack.service.config
+    stack.service.config = dataclasses.replace(original, read_only=True)
+    try:
+        _, doc = stack.token("repository:alice/x:*", user="alice")
+        granted = json.loads(jws.unb64url(doc["token"].split(".")[1]))["access"]
+        assert granted == [{"type": "repository", "name": "alice/x", "actions": ["pull"]}]
+        assert stack.push("alice/cached", "1", stack.bearer("repository:alice/cached:pull,push",
+                                                            user="alice")) == 401
+    finally:
+        stack.service.config = original
+    assert stack.push("alice/cached", "1", stack.bearer("repository:alice/cached:pull,push",
+                                                        user="alice")) == 201
 
 
 def test_the_catalog_is_for_admins(stack):

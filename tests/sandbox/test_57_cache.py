@@ -1,0 +1,83 @@
+"""A pull-through cache on a sandbox host: the bookworm host deployed as a cache of
+the trixie host's registry (its CA, a login there), with real clients.
+
+The cache keeps its own data directory, so deploying the host back to a plain
+registry afterwards finds its images as they were.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from regops import paths
+from regops.registry import oci
+from regops.sandbox.model import secrets_dir
+from tests.sandbox.conftest import (
+    Deploy,
+    assert_blobs_hash_to_their_digests,
+    changed_ops,
+    client,
+    demo_password,
+    deploy,
+    pull,
+    push,
+    ssh_host,
+)
+
+pytestmark = pytest.mark.sandbox
+
+REPO = "team/cached/service"
+CACHE_DIR = "/var/lib/registry-cache"
+
+
+def _cache_deploy(upstream: dict) -> Deploy:
+    ca = paths.ca_cert_path(secrets_dir(), upstream["registry_name"])
+    data = [f"registry_proxy_remote_url=https://{upstream['ip']}:5000",
+            "registry_proxy_username=demo", f"registry_proxy_ca_file={ca}",
+            f"registry_data_dir={CACHE_DIR}"]
+    return deploy(*(arg for item in data for arg in ("--data", item)), limit="sb1",
+                  env={"REGOPS_PROXY_PASSWORD": demo_password(upstream)})
+
+
+def test_a_cache_serves_what_it_pulled_after_the_upstream_stops(hosts, tmp_path):
+    cache, upstream = hosts["sb1"], hosts["sb2"]
+    layout = tmp_path / "src"
+    pushed = oci.image(layout, "1.0", [{"app/bin": os.urandom(300 * 1024)}])
+    assert push(upstream, layout, "1.0", REPO).returncode == 0
+    own = set(client(cache).catalog())
+
+    result = _cache_deploy(upstream)
+    assert result.returncode == 0, result.output[-6000:]
+    assert demo_password(upstream) not in result.output
+    th = ssh_host(cache)
+    assert "remoteurl" in th.file("/etc/docker/registry/config.yml").content_string
+    assert th.file("/etc/docker/registry/upstream-ca/ca.crt").exists
+
+    first = pull(cache, REPO, "1.0", tmp_path / "first")
+    assert first.returncode == 0, first.stderr
+    assert client(cache).digest(REPO, "1.0") == pushed.digest
+    upstream_host = ssh_host(upstream)
+    upstream_host.check_output("systemctl stop nginx")  # the upstream is gone
+    try:
+        again = pull(cache, REPO, "1.0", tmp_path / "again")
+        assert again.returncode == 0, again.stderr
+        assert_blobs_hash_to_their_digests(tmp_path / "again")
+        assert client(cache).digest(REPO, "1.0") == pushed.digest
+    finally:
+        upstream_host.check_output("systemctl start nginx")
+
+    other = tmp_path / "other"
+    oci.image(other, "2.0", [{"f": os.urandom(1024)}])
+    refused = push(cache, other, "2.0", REPO)
+    assert refused.returncode != 0
+    # The token service grants a cache's users pull only: a clear "denied".
+    assert "denied" in refused.stderr.lower() or "unauthorized" in refused.stderr.lower(), (
+        refused.stderr)
+
+    second = _cache_deploy(upstream)
+    assert second.returncode == 0 and changed_ops(second.output) == 0, second.output[-6000:]
+    back = deploy(limit="sb1")
+    assert back.returncode == 0, back.output[-6000:]
+    assert set(client(cache).catalog()) == own  # its own images, as they were
