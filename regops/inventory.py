@@ -5,17 +5,27 @@ from __future__ import annotations
 
 import os
 import runpy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from regops.config.settings import ConfigError, Settings, check_data, load, tls_names
+from regops.config.settings import (
+    ConfigError,
+    Settings,
+    check_data,
+    load,
+    load_in_group,
+    tls_names,
+)
 
 
 @dataclass(frozen=True)
 class InventoryHost:
     name: str
     data: dict[str, Any]
+    # Every host's data in the inventory: the hosts of one registry name are read
+    # together (replicas must agree; a storage host gives them their endpoint).
+    peers: dict[str, dict[str, Any]] | None = field(default=None, repr=False, compare=False)
 
     def ssh_target(self) -> dict[str, Any]:
         """How to reach the host over SSH, from pyinfra's connector data."""
@@ -27,6 +37,20 @@ class InventoryHost:
             "key": d.get("ssh_key"),
             "sudo": bool(d.get("_sudo")),
         }
+
+    def ssh_argv(self, command: str) -> list[str]:
+        """`ssh` running `command` as root on the host (a session the caller keeps open)."""
+        t = self.ssh_target()
+        checking = str(self.data.get("ssh_strict_host_key_checking") or "accept-new")
+        argv = ["ssh", "-p", str(t["port"]), "-o", f"StrictHostKeyChecking={checking}",
+                "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=15", "-o", "BatchMode=yes",
+                "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4"]
+        if self.data.get("ssh_known_hosts_file"):
+            argv += ["-o", f"UserKnownHostsFile={self.data['ssh_known_hosts_file']}"]
+        if t["key"]:
+            argv += ["-i", str(t["key"])]
+        sudo = "sudo -n " if t["sudo"] else ""
+        return [*argv, f"{t['user']}@{t['hostname']}", f"{sudo}{command}"]
 
     def testinfra(self) -> Any:
         """A testinfra host over SSH (read-only use: checks and status)."""
@@ -48,6 +72,8 @@ class InventoryHost:
 
     def settings(self, environ: dict[str, str] | None = None) -> Settings:
         """Full settings; resolves (and may generate) passwords operator-side."""
+        if self.peers is not None:
+            return load_in_group(self.name, self.data, self.peers, environ=environ)
         return load(self.name, self.data, environ=environ)
 
     def checked_data(self) -> dict[str, Any]:
@@ -112,14 +138,15 @@ def load_inventory(path: str, limit: list[str] | None = None) -> list[InventoryH
         for name, data in entries:
             merged.setdefault(name, {}).update(data)
             groups_of.setdefault(name, []).append(group)
-    hosts = []
+    every: dict[str, dict[str, Any]] = {}
     for name, data in merged.items():
         combined: dict[str, Any] = {}
         for group in ["all", *groups_of[name]]:
             for directory in group_dirs:
                 combined.update(_group_data(directory, group))
         combined.update(data)
-        hosts.append(InventoryHost(name, combined))
+        every[name] = combined
+    hosts = [InventoryHost(name, combined, peers=every) for name, combined in every.items()]
     if limit:
         hosts = [h for h in hosts if h.name in limit]
     return hosts

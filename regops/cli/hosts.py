@@ -53,10 +53,13 @@ def _seconds(value: Any) -> str:
 @limit_option
 @json_option
 def gc(inventory: str, limit: tuple[str, ...], as_json: bool) -> None:
-    """Run the hosts' safe GC job now (read-only while it collects) and report the result."""
+    """Run the hosts' safe GC job now (read-only while it collects) and report the result.
+
+    Replicas on a shared bucket are collected together: every replica of the name
+    read-only, one collection, every replica writable again."""
     hosts = load_hosts(inventory, limit)
     checked(hosts)
-    doc = gc_ops.run_gc(hosts)
+    doc = gc_ops.run_gc(hosts, load_hosts(inventory))
 
     def render(d: dict[str, Any]) -> str:
         rows: list[list[Any]] = [["HOST", "RESULT", "FREED", "BLOBS", "UPLOADS", "READ-ONLY",

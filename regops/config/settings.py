@@ -488,6 +488,21 @@ def check_bucket(s: Settings) -> None:
         raise ConfigError(s.host, "registry_s3_bucket", problem)
 
 
+def load_in_group(
+    host: str, data: Mapping[str, Any], peers: Mapping[str, Mapping[str, Any]],
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """`load`, once the hosts of this registry name agree; replicas whose endpoint is
+    unset get their storage host's S3 gateway."""
+    group = check_replicas(host, data, peers)
+    storage = [p for p in group if p.role == "storage"]
+    data = dict(data)
+    if storage and data.get("registry_s3_endpoint") is None:
+        port = check_data(host, data)["registry_seaweedfs_s3_port"]
+        data["registry_s3_endpoint"] = f"http://{storage[0].address}:{port}"
+    return replace(load(host, data, environ=environ), peers=group)
+
+
 def load_or_exit(
     host: str, data: Mapping[str, Any], peers: Mapping[str, Mapping[str, Any]] | None = None
 ) -> Settings:
@@ -498,16 +513,8 @@ def load_or_exit(
     bucket on a storage host of the same name is made by the deploy instead.
     """
     try:
-        group: tuple[Peer, ...] = ()
-        if peers is not None:
-            group = check_replicas(host, data, peers)
-        storage = [p for p in group if p.role == "storage"]
-        data = dict(data)
-        if storage and data.get("registry_s3_endpoint") is None:
-            port = check_data(host, data)["registry_seaweedfs_s3_port"]
-            data["registry_s3_endpoint"] = f"http://{storage[0].address}:{port}"
-        settings = replace(load(host, data), peers=group)
-        if not storage and settings.role != "storage":
+        settings = load_in_group(host, data, peers or {host: data})
+        if settings.role != "storage" and not any(p.role == "storage" for p in settings.peers):
             check_bucket(settings)
         return settings
     except ConfigError as error:

@@ -4,12 +4,16 @@ the record it leaves (`regops status` reads the same record)."""
 from __future__ import annotations
 
 import json
+import subprocess
+import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
 from regops import hostpaths
 from regops.hostops.remote import RegopsError, run_remote, script, summarize, texts
 from regops.inventory import InventoryHost
+from regops.registry import s3
 from regops.util import parallel_all, parse_time
 
 GC_FIELDS = ("time", "result", "exit_code", "bytes_freed", "blobs_deleted", "blob_bytes_freed",
@@ -79,7 +83,137 @@ def gc_result(host: str, rc: int, stdout: str) -> dict[str, Any]:
     return entry
 
 
-def run_gc(hosts: Sequence[InventoryHost]) -> dict[str, Any]:
+HOLD_READY_TIMEOUT = 600  # a replica draining long downloads before it is read-only
+
+
+def cluster_groups(hosts: Sequence[InventoryHost]
+                   ) -> tuple[list[InventoryHost], dict[str, list[InventoryHost]]]:
+    """(hosts collected one by one, replicas on a shared bucket by registry name).
+
+    Load balancers and storage hosts have no registry to collect."""
+    single: list[InventoryHost] = []
+    shared: dict[str, list[InventoryHost]] = {}
+    for h in hosts:
+        d = h.checked_data()
+        if d["registry_role"] != "registry":
+            continue
+        if d["registry_storage"] == "s3":
+            shared.setdefault(d["registry_name"], []).append(h)
+        else:
+            single.append(h)
+    return single, {name: sorted(group, key=lambda h: h.name) for name, group in shared.items()}
+
+
+class Hold:
+    """One replica held read-only by `regops-gc hold` for as long as this session lasts."""
+
+    def __init__(self, h: InventoryHost) -> None:
+        self.host = h
+        self.process = subprocess.Popen(
+            h.ssh_argv(f"{hostpaths.GC_SCRIPT} hold"), stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.lines: list[str] = []
+        self.ready = threading.Event()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip("\n"))
+            if line.strip() == "READY":
+                self.ready.set()
+        self.ready.set()  # ended: `held` tells whether it got there
+
+    @property
+    def held(self) -> bool:
+        return "READY" in self.lines
+
+    def release(self) -> tuple[int, int | None]:
+        """Writable again: (exit status, seconds it was read-only)."""
+        try:
+            assert self.process.stdin is not None
+            self.process.stdin.write("done\n")
+            self.process.stdin.close()
+        except (BrokenPipeError, OSError):
+            pass
+        try:
+            rc = self.process.wait(HOLD_READY_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            rc = self.process.wait()
+        self.reader.join(10)
+        seconds = next((int(line.split()[1]) for line in self.lines
+                        if line.startswith("HELD ") and line.split()[1].isdigit()), None)
+        return rc, seconds
+
+    def problem(self) -> str:
+        said = [line for line in self.lines if line and line != "READY"]
+        return said[-1] if said else f"ssh exited {self.process.poll()}"
+
+
+def bucket_blobs(h: InventoryHost) -> tuple[int, int] | None:
+    """(blobs, bytes) in the shared bucket, from the operator's machine; None if it cannot."""
+    try:
+        s = h.settings()
+        if s.bucket is None or s.s3_credentials is None:
+            return None
+        return s3.usage(s.bucket, s.s3_credentials, "docker/registry/v2/blobs")
+    except (OSError, RegopsError, ValueError, SyntaxError):  # SyntaxError: bad XML
+        return None
+
+
+def run_cluster_gc(name: str, replicas: Sequence[InventoryHost]) -> list[dict[str, Any]]:
+    """Every replica read-only, one collection on the first, every replica writable again.
+
+    Holding is a session per replica: if this process dies, the sessions close and the
+    replicas make themselves writable (`regops-gc hold`)."""
+    collector = replicas[0]
+    started = time.monotonic()
+    holds = [Hold(h) for h in replicas]
+    entries: list[dict[str, Any]] = []
+    collected: dict[str, Any] | None = None
+    error: str | None = None
+    try:
+        deadline = time.monotonic() + HOLD_READY_TIMEOUT
+        for hold in holds:
+            hold.ready.wait(max(0.0, deadline - time.monotonic()))
+        not_held = [hold for hold in holds if not hold.held]
+        if not_held:
+            error = "; ".join(f"{hold.host.name}: {hold.problem()}" for hold in not_held)
+        else:
+            before = bucket_blobs(collector)
+            rc, out, _ = run_remote(collector, f"{hostpaths.GC_SCRIPT} collect >>"
+                                    f"{hostpaths.GC_LOG} 2>&1; echo \"rc=$?\"; "
+                                    f"cat {hostpaths.GC_STATE}")
+            collected = parse_gc_state(out.split("\n", 1)[1] if "\n" in out else "")
+            if rc != 0 or not out.startswith("rc=0"):
+                error = f"{collector.name}: the collection failed ({out.splitlines()[0:1]})"
+            after = bucket_blobs(collector)
+            if collected is not None and before is not None and after is not None:
+                # Nothing writes while every replica holds: the difference is what GC freed.
+                collected["blob_bytes_freed"] = collected["bytes_freed"] = before[1] - after[1]
+    finally:
+        released = [(hold, *hold.release()) for hold in holds]
+    window = int(time.monotonic() - started)
+    for hold, rc, seconds in released:
+        entry: dict[str, Any] = {"host": hold.host.name, **dict.fromkeys(GC_FIELDS),
+                                 "registry": name, "cluster": True}
+        if hold.host is collector and collected:
+            entry.update(collected)
+        entry["readonly_seconds"] = seconds
+        entry["duration_seconds"] = window
+        entry["result"] = entry["result"] or ("held" if rc == 0 else "failed")
+        entry["ok"] = error is None and rc == 0
+        entry["error"] = error if error else (None if rc == 0 else hold.problem())
+        entries.append(entry)
+    return entries
+
+
+def run_gc(hosts: Sequence[InventoryHost],
+           everyone: Sequence[InventoryHost] | None = None) -> dict[str, Any]:
+    """GC of `hosts`; a replica on a shared bucket brings every replica of its name in
+    `everyone` (the whole inventory, whatever --limit said) into its cluster GC."""
     def one(h: InventoryHost) -> dict[str, Any]:
         try:
             rc, out, _ = run_remote(h, gc_command())
@@ -87,4 +221,9 @@ def run_gc(hosts: Sequence[InventoryHost]) -> dict[str, Any]:
             return {"host": h.name, "ok": False, "error": str(error), **dict.fromkeys(GC_FIELDS)}
         return gc_result(h.name, rc, out)
 
-    return summarize(parallel_all(one, list(hosts)))
+    single, shared = cluster_groups(hosts)
+    _, all_shared = cluster_groups(everyone if everyone is not None else hosts)
+    entries = parallel_all(one, single)
+    for name in shared:
+        entries += run_cluster_gc(name, all_shared[name])
+    return summarize(entries)

@@ -122,16 +122,11 @@ _ERRORS = {
 }
 
 
-def check_bucket(bucket: Bucket, credentials: Credentials, timeout: float = 10.0,
-                 now: dt.datetime | None = None) -> str | None:
-    """None when the bucket lists with these credentials, else why not (one phrase)."""
-    prefix = bucket.root.strip("/")
-    query = urllib.parse.urlencode(
-        {"list-type": "2", "max-keys": "1", **({"prefix": prefix + "/"} if prefix else {})}
-    )
+def _get(bucket: Bucket, credentials: Credentials, query: str, timeout: float
+         ) -> tuple[int, bytes]:
     scheme, host, path = bucket.url(query)
     headers = sign_v4("GET", host, path, {}, credentials, bucket.region,
-                      now or dt.datetime.now(dt.UTC))
+                      dt.datetime.now(dt.UTC))
     connection: http.client.HTTPConnection
     if scheme == "https":
         context = ssl.create_default_context()
@@ -144,18 +139,55 @@ def check_bucket(bucket: Bucket, credentials: Credentials, timeout: float = 10.0
     try:
         connection.request("GET", path, headers=headers)
         response = connection.getresponse()
-        body = response.read(65536)
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+def usage(bucket: Bucket, credentials: Credentials, below: str, timeout: float = 30.0
+          ) -> tuple[int, int]:
+    """(objects, bytes) below `below` (relative to the root directory), every page read.
+
+    Raises OSError when the bucket does not answer as S3 does."""
+    prefix = "/".join(p for p in (bucket.root.strip("/"), below.strip("/")) if p) + "/"
+    count = total = 0
+    token: str | None = None
+    while True:
+        params = {"list-type": "2", "prefix": prefix, "max-keys": "1000"}
+        if token:
+            params["continuation-token"] = token
+        status, body = _get(bucket, credentials, urllib.parse.urlencode(params), timeout)
+        if status != 200:
+            raise OSError(f"listing {bucket.name!r} answered HTTP {status}")
+        root = ET.fromstring(body)
+        for element in root.iter():
+            if element.tag.rsplit("}", 1)[-1] == "Size" and (element.text or "").isdigit():
+                count += 1
+                total += int(element.text or 0)
+        found = {c.tag.rsplit("}", 1)[-1]: c.text for c in root}
+        token = found.get("NextContinuationToken")
+        if found.get("IsTruncated") != "true" or not token:
+            return count, total
+
+
+def check_bucket(bucket: Bucket, credentials: Credentials, timeout: float = 10.0
+                 ) -> str | None:
+    """None when the bucket lists with these credentials, else why not (one phrase)."""
+    prefix = bucket.root.strip("/")
+    query = urllib.parse.urlencode(
+        {"list-type": "2", "max-keys": "1", **({"prefix": prefix + "/"} if prefix else {})}
+    )
+    try:
+        status, body = _get(bucket, credentials, query, timeout)
     except ssl.SSLError as error:
         return f"TLS to {bucket.endpoint} failed: {error.reason or error}"
     except OSError as error:
         return f"{bucket.endpoint} does not answer: {error.strerror or error}"
-    finally:
-        connection.close()
-    if response.status == 200:
+    if status == 200:
         return None
     code, detail = _error_code(body)
     phrase = _ERRORS.get(code, "answered HTTP {status} {code}").format(
-        endpoint=bucket.endpoint, detail=detail or code, status=response.status, code=code
+        endpoint=bucket.endpoint, detail=detail or code, status=status, code=code
     )
     return f"bucket {bucket.name!r}: {phrase.strip()}"
 

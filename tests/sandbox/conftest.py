@@ -45,10 +45,12 @@ def _docker_ready() -> bool:
     return subprocess.run(["docker", "info"], capture_output=True).returncode == 0
 
 
-def regops(*args: str, check: bool = True, timeout: int = 1200) -> subprocess.CompletedProcess:
+def regops(*args: str, check: bool = True, timeout: int = 1200,
+           env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     result = subprocess.run(
         [sys.executable, "-m", "regops.cli", *args],
         cwd=ROOT,
+        env={**os.environ, **(env or {})},
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 
 from regops import paths
-from regops.registry import oci
+from regops.registry import oci, s3
 from regops.registry.client import RegistryClient
-from regops.registry.load import pull
+from regops.registry.load import Load, pull, verify
 from regops.registry.load import push as push_image
 from regops.registry.skopeo import copy
 from regops.sandbox.model import secrets_dir
@@ -208,6 +208,62 @@ def test_a_stopped_replica_loses_no_push_and_pulls_recover(ha):
     while "replicas/sb2 is UP" not in lb_host.check_output("journalctl -u haproxy -n 200"):
         assert time.monotonic() < deadline, "the load balancer did not take sb2 back"
         time.sleep(1)
+
+
+def test_cluster_gc_under_load_loses_nothing_and_frees_the_bucket(ha):
+    """`regops gc` holds every replica read-only and collects once, under 10 pushers
+    and 2 pull loops through the load balancer: no pull fails, pushes in the window
+    are refused and retried, every acknowledged image pulls whole, and the deleted
+    image's bytes leave the bucket."""
+    name = _name(ha)
+    lb = lambda: _client(ha["sb1"], name)  # noqa: E731 - one client per worker
+    seeder = lb()
+    seeds = []
+    for n in range(3):
+        pushed = push_image(seeder, f"team/gcload/seed{n}", "v1", 1024 * 1024)
+        seeds.append((pushed.repository, pushed.tag))
+    doomed = push_image(seeder, "team/gcload/doomed", "v1", 4 * 1024 * 1024)
+    seeder.delete_manifest(doomed.repository, doomed.digest)
+    root = secrets_dir()
+    bucket = s3.Bucket(f"http://{ha['sb4']['ip']}:8333", "us-east-1", "images", "/registry",
+                       True, True)
+    creds = s3.Credentials(paths.s3_credential_path(root, name, "access").read_text().strip(),
+                           paths.s3_credential_path(root, name, "secret").read_text().strip(),
+                           "file")
+
+    load = Load(lb, seeds, pushers=10, pullers=2)
+    load.start()
+    try:
+        time.sleep(6)
+        gc = regops("gc", "-i", "inventories/sandbox.py", "--json", check=False,
+                    env={"REGOPS_SANDBOX": HA})
+        time.sleep(4)
+    finally:
+        result = load.stop()
+    assert gc.returncode == 0, gc.stdout + gc.stderr
+    entries = {e["host"]: e for e in json.loads(gc.stdout)["hosts"]}
+    assert set(entries) >= {"sb2", "sb3"} and "sb1" not in entries and "sb4" not in entries
+    collector = entries["sb2"]
+    assert collector["result"] == "ok" and collector["blobs_deleted"] >= 3
+    assert collector["bytes_freed"] >= 4 * 1024 * 1024  # measured in the bucket
+    window = max(e["readonly_seconds"] for e in entries.values())
+    Path(os.environ.get("REGOPS_HA_GC_REPORT", "/tmp/regops-ha-gc.json")).write_text(
+        json.dumps({"readonly_window_s": window, "pushes_refused": result.refused,
+                    "acknowledged": len(result.acknowledged), "pulls": result.pulls}))
+    assert all(e["result"] in ("ok", "held") for e in entries.values()), entries
+    assert result.pulls > 0 and result.pull_failures == []
+    assert result.refused > 0  # the read-only window did overlap the pushes
+    assert result.push_failures == []
+    assert len(result.acknowledged) > 10
+    assert verify(seeder, result.acknowledged) == []
+    for repository, tag in seeds:
+        pull(seeder, repository, tag)
+    blobs = s3.usage(bucket, creds, "docker/registry/v2/blobs")
+    assert blobs[0] > 0
+    for replica in ("sb2", "sb3"):  # writable again: the front door sends to the registry
+        th = ssh_host(ha[replica])
+        assert th.file("/etc/nginx/regops/registry-mode.conf").linked_to.endswith("-normal.conf")
+        assert th.run("docker container inspect registry-standby").rc != 0
 
 
 def test_a_new_replica_serves_every_image_after_its_first_deploy(ha, tmp_path):

@@ -283,8 +283,11 @@ def test_the_config_and_gc_job_follow_the_storage(base_data):
     assert config["secure"] is True and config["skipverify"] is False
     assert config["rootdirectory"] == "/registry" and config["forcepathstyle"] is True
     refusal = "refused: the images are in a bucket other replicas share"
-    assert refusal in render.template("usr/local/sbin/regops-gc", shared)
-    assert refusal not in render.template("usr/local/sbin/regops-gc", local)
+    job = render.template("usr/local/sbin/regops-gc", shared)
+    assert refusal in job and refusal not in render.template("usr/local/sbin/regops-gc", local)
+    # The cluster GC's two halves: hold (read-only until the session ends) and collect.
+    assert "hold)" in job and "collect)" in job and "read -r -t 3600" in job
+    assert "hold)" not in render.template("usr/local/sbin/regops-gc", local)
 
 
 def test_replicas_must_agree_before_any_host_changes(base_data):
@@ -342,6 +345,20 @@ def test_roles_of_one_registry_name(base_data, monkeypatch):
     assert [(p.host, p.address) for p in s.replicas] == [("reg1", "10.0.0.11"),
                                                          ("reg2", "10.0.0.12")]
     assert s.bucket is not None and s.bucket.endpoint == "http://10.0.0.20:8333"
+
+
+def test_gc_groups_replicas_of_a_shared_bucket(base_data):
+    from regops.hostops.gc import cluster_groups
+    from regops.inventory import InventoryHost
+
+    replica = _data(base_data, "http://10.0.0.9:8333")
+    hosts = [InventoryHost("reg2", replica), InventoryHost("lb1", {**replica,
+             "registry_role": "load_balancer"}), InventoryHost("reg1", replica),
+             InventoryHost("solo", {**base_data, "registry_name": "solo.example.com"})]
+    single, shared = cluster_groups(hosts)
+    assert [h.name for h in single] == ["solo"]
+    assert {k: [h.name for h in v] for k, v in shared.items()} == {
+        "reg.example.com": ["reg1", "reg2"]}  # the first by name collects
 
 
 def test_credentials_fingerprint_never_keeps_the_secret():
