@@ -120,9 +120,13 @@ def _entries(value: Any) -> list[tuple[str, dict[str, Any]]] | None:
     return hosts
 
 
-def load_inventory(path: str, limit: list[str] | None = None) -> list[InventoryHost]:
+def load_inventory(path: str, limit: list[str] | None = None,
+                   roles: tuple[str, ...] | None = ("registry",)) -> list[InventoryHost]:
     """Hosts of a pyinfra inventory file with their data merged as pyinfra merges it:
-    group_data/all.py, then group_data/<group>.py, then the host's own data."""
+    group_data/all.py, then group_data/<group>.py, then the host's own data.
+
+    Only hosts of `roles` (`registry_role`; None: all): the day-2 commands work on
+    registries, and load balancers and storage hosts have none."""
     if not Path(path).is_file():
         raise ConfigError(path, "inventory", "no such file")
     namespace = runpy.run_path(path)
@@ -146,7 +150,8 @@ def load_inventory(path: str, limit: list[str] | None = None) -> list[InventoryH
                 combined.update(_group_data(directory, group))
         combined.update(data)
         every[name] = combined
-    hosts = [InventoryHost(name, combined, peers=every) for name, combined in every.items()]
+    hosts = [InventoryHost(name, combined, peers=every) for name, combined in every.items()
+             if roles is None or combined.get("registry_role", "registry") in roles]
     if limit:
         hosts = [h for h in hosts if h.name in limit]
     return hosts

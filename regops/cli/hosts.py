@@ -255,13 +255,23 @@ def certs_renew(inventory: str, limit: tuple[str, ...], as_json: bool) -> None:
 @json_option
 def status(inventory: str, limit: tuple[str, ...], as_json: bool) -> None:
     """Health, version, certificate, disk, last GC and container state of every host."""
-    pairs = load_settings(load_hosts(inventory, limit))
+    pairs = load_settings(load_hosts(inventory, limit, roles=None))
     doc = status_ops.status(pairs)
 
     def render(d: dict[str, Any]) -> str:
         rows: list[list[Any]] = [["HOST", "HEALTH", "VERSION", "CERT", "STORAGE", "DISK FREE",
                                   "LAST GC", "FRONT DOOR", "AUTH", "CONTAINER"]]
         for e in d["hosts"]:
+            if e.get("role") in ("load_balancer", "storage") or "health" not in e:
+                service = e.get("service") or {}
+                health = e.get("health") or {}
+                rows.append([
+                    e["host"], e.get("error") or (
+                        f"serving ({health['http_status']})" if health else "ok"),
+                    None, None, e.get("role"), None, None,
+                    f"{service.get('name')}, {service.get('state')}" if service else None,
+                    None, None])
+                continue
             h, disk, g, c, f = e["health"], e["disk"], e["gc"], e["container"], e["frontdoor"]
             rows.append([
                 e["host"],

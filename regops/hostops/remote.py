@@ -32,16 +32,19 @@ def q(value: str) -> str:
 # --------------------------------------------------------------------------- settings
 
 
-def load_hosts(inventory: str, limit: Sequence[str] = ()) -> list[InventoryHost]:
-    """The inventory's hosts, narrowed by --limit; unknown names are a usage error."""
+def load_hosts(inventory: str, limit: Sequence[str] = (),
+               roles: tuple[str, ...] | None = ("registry",)) -> list[InventoryHost]:
+    """The inventory's hosts (of `roles`), narrowed by --limit; unknown names are a
+    usage error."""
     try:
-        hosts = load_inventory(inventory)
+        hosts = load_inventory(inventory, roles=roles)
     except ConfigError as error:
         raise UsageError(str(error)) from None
     except Exception as error:  # an inventory is code; say which file broke and how
         raise UsageError(f"{inventory}: cannot load the inventory: {error}") from None
     if not hosts:
-        raise UsageError(f"{inventory}: no hosts in the inventory")
+        what = "registry hosts" if roles == ("registry",) else "hosts"
+        raise UsageError(f"{inventory}: no {what} in the inventory")
     if limit:
         unknown = sorted(set(limit) - {h.name for h in hosts})
         if unknown:

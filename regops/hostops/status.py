@@ -169,9 +169,40 @@ def status_entry(host: str, s: Settings, remote: str, served: dict[str, Any] | N
     return entry
 
 
+ROLE_SERVICE = {"load_balancer": "haproxy", "storage": "regops-seaweedfs"}
+
+
+def role_entry(host: str, s: Settings, remote: str, check: dict[str, Any] | None
+               ) -> dict[str, Any]:
+    """A load balancer or storage host: its service and, for a balancer, the API behind it."""
+    parts = texts(remote)
+    service = (parts.get("service") or "unknown").split()[0]
+    entry: dict[str, Any] = {
+        "host": host, "role": s.role, "registry": s.registry_address, "service": {
+            "name": ROLE_SERVICE[s.role], "state": service},
+        "health": check, "storage": storage_state(s) if s.role == "storage" else None,
+        "disk": parse_df(parts.get("df", "")),
+    }
+    entry["ok"] = service == "active" and (check is None or bool(check.get("serving")))
+    entry["error"] = None if entry["ok"] else (
+        f"{ROLE_SERVICE[s.role]} is {service}" if service != "active"
+        else (check or {}).get("error"))
+    return entry
+
+
 def status(pairs: Sequence[tuple[InventoryHost, Settings]]) -> dict[str, Any]:
     def one(pair: tuple[InventoryHost, Settings]) -> dict[str, Any]:
         h, s = pair
+        if s.role != "registry":
+            probe = health(s) if s.role == "load_balancer" else None
+            command = script({"service": f"systemctl is-active {ROLE_SERVICE[s.role]}",
+                              "df": "df -B1 --output=size,avail,target "
+                                    f"{q(s['registry_seaweedfs_data_dir'])}"})
+            try:
+                _, out, _ = run_remote(h, command)
+            except RegopsError as error:
+                return {"host": h.name, "role": s.role, "ok": False, "error": str(error)}
+            return role_entry(h.name, s, out, probe)
         check = health(s)
         on_api, _ = served_cert(s)
         try:

@@ -488,3 +488,35 @@ def test_trust_deploy_plans_ca_and_login_without_showing_the_password(tmp_path, 
     missing = _fake_pyinfra(clients, "regops/deploys/trust.py",
                             env={"REGOPS_TRUST_INVENTORY": "", "REGOPS_TRUST_REGISTRY": ""})
     assert missing.returncode != 0 and "REGOPS_TRUST_INVENTORY" in missing.stderr
+
+
+def test_status_of_a_load_balancer_and_a_storage_host(secrets_dir):
+    data = {"registry_name": "reg.example.com", "registry_secrets_dir": str(secrets_dir),
+            "registry_storage": "s3", "registry_s3_bucket": "images",
+            "registry_s3_endpoint": "http://10.0.0.20:8333", "registry_gc_enabled": False}
+    env = {"REGOPS_S3_ACCESS_KEY": "a", "REGOPS_S3_SECRET_KEY": "b"}
+    lb = load("lb1", {**data, "registry_role": "load_balancer"}, environ=env)
+    serving = {"serving": True, "http_status": 401, "error": None}
+    entry = status.role_entry("lb1", lb, answer(service="active", df=""), serving)
+    assert entry["ok"] and entry["service"] == {"name": "haproxy", "state": "active"}
+    down = status.role_entry("lb1", lb, answer(service="active", df=""),
+                             {"serving": False, "http_status": None, "error": "refused"})
+    assert not down["ok"] and down["error"] == "refused"
+    st = load("st1", {**data, "registry_role": "storage"}, environ=env)
+    stopped = status.role_entry("st1", st, answer(service="inactive", df=DF), None)
+    assert not stopped["ok"] and stopped["error"] == "regops-seaweedfs is inactive"
+    assert stopped["disk"]["free_bytes"] == 74733314048
+
+
+def test_day2_commands_see_only_registry_hosts(tmp_path):
+    from regops.inventory import load_inventory
+
+    inventory = tmp_path / "inv.py"
+    inventory.write_text(
+        "shared = {'registry_name': 'reg.example.com'}\n"
+        "lb = [('lb1', {**shared, 'registry_role': 'load_balancer'})]\n"
+        "registries = [('reg1', shared)]\n")
+    assert [h.name for h in load_inventory(str(inventory))] == ["reg1"]
+    everyone = load_inventory(str(inventory), roles=None)
+    assert [h.name for h in everyone] == ["lb1", "reg1"]
+    assert set(everyone[1].peers or {}) == {"lb1", "reg1"}
