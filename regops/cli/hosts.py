@@ -268,7 +268,9 @@ def status(inventory: str, limit: tuple[str, ...], as_json: bool) -> None:
                 rows.append([
                     e["host"], e.get("error") or (
                         f"serving ({health['http_status']})" if health else "ok"),
-                    None, None, e.get("role"), None, None,
+                    None, None, e.get("role"),
+                    f"{human_bytes(e['disk']['free_bytes'])} ({e['disk']['free_percent']}%)"
+                    if e.get("disk") else None, None,
                     f"{service.get('name')}, {service.get('state')}" if service else None,
                     None, None])
                 continue
