@@ -24,6 +24,8 @@ import testinfra
 
 from regops.registry import skopeo
 from regops.registry.client import RegistryClient
+from regops.registry.load import LoadResult, verify
+from regops.registry.load import pull as pull_image
 
 ROOT = Path(__file__).resolve().parents[2]
 SANDBOX = os.environ.get("REGOPS_TEST_SANDBOX", "regops-test")
@@ -207,3 +209,16 @@ def docker_push_pull(th: Any, ref: str) -> None:
     pulled = th.run(f"docker pull {ref}")
     assert pulled.rc == 0, pulled.stderr
     assert th.check_output(f"docker image inspect -f '{{{{.Id}}}}' {ref}") == image_id
+
+
+def assert_gc_load_lost_nothing(result: LoadResult, seeder: RegistryClient,
+                                seeds: list[tuple[str, str]]) -> None:
+    """What GC under pushers and pullers must keep: no failed pull, pushes in the window
+    refused (503) and retried, every acknowledged image and every seed pullable whole."""
+    assert result.pulls > 0 and result.pull_failures == []
+    assert result.refused > 0  # the read-only window did overlap the pushes
+    assert result.push_failures == []
+    assert len(result.acknowledged) > 10
+    assert verify(seeder, result.acknowledged) == []
+    for repository, tag in seeds:
+        pull_image(seeder, repository, tag)
