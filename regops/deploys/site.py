@@ -5,8 +5,8 @@
 Each host's data is checked first (one line naming host, key and problem), and
 so are the hosts that share a registry name and their shared bucket; nothing
 is changed on any host until every host's data is good. Hosts do what their
-`registry_role` says; storage comes first, so the replicas' bucket exists before
-a replica starts, and the load balancer last, once there are replicas to check.
+`registry_role` says: a storage host, a replica or a load balancer (README: High
+availability).
 """
 
 from pyinfra import host, inventory
