@@ -106,8 +106,10 @@ class RegistryClient:
                 answer = connection.getresponse()
                 body = answer.read()
             except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError,
-                    http.client.BadStatusLine) as error:
-                connection.close()  # a kept-alive connection the server had closed
+                    http.client.BadStatusLine, ssl.SSLEOFError) as error:
+                # A kept-alive connection the server had closed (over TLS: an EOF, as when
+                # the front door reloads and its old workers let idle connections go).
+                connection.close()
                 if reused and attempt == 1:
                     continue
                 raise RegistryError(f"{self.url}: {error}") from None
