@@ -122,26 +122,32 @@ _ERRORS = {
 }
 
 
-def _get(bucket: Bucket, credentials: Credentials, query: str, timeout: float
-         ) -> tuple[int, bytes]:
-    scheme, host, path = bucket.url(query)
-    headers = sign_v4("GET", host, path, {}, credentials, bucket.region,
-                      dt.datetime.now(dt.UTC))
+def send(method: str, scheme: str, host: str, path: str, credentials: Credentials,
+         region: str, verify_tls: bool = True, timeout: float = 10.0) -> tuple[int, bytes]:
+    """One signed request without a body: (status, body). Raises OSError if nothing answers."""
+    headers = sign_v4(method, host, path, {}, credentials, region, dt.datetime.now(dt.UTC))
     connection: http.client.HTTPConnection
     if scheme == "https":
         context = ssl.create_default_context()
-        if not bucket.verify_tls:
+        if not verify_tls:
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
         connection = http.client.HTTPSConnection(host, timeout=timeout, context=context)
     else:
         connection = http.client.HTTPConnection(host, timeout=timeout)
     try:
-        connection.request("GET", path, headers=headers)
+        connection.request(method, path, headers=headers)
         response = connection.getresponse()
         return response.status, response.read()
     finally:
         connection.close()
+
+
+def _get(bucket: Bucket, credentials: Credentials, query: str, timeout: float
+         ) -> tuple[int, bytes]:
+    scheme, host, path = bucket.url(query)
+    return send("GET", scheme, host, path, credentials, bucket.region, bucket.verify_tls,
+                timeout)
 
 
 def usage(bucket: Bucket, credentials: Credentials, below: str, timeout: float = 30.0

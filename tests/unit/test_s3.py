@@ -89,14 +89,8 @@ class Store:
 
 
 def _s3(method: str, endpoint: str, path: str) -> int:
-    host = endpoint.split("://", 1)[1]
-    headers = s3.sign_v4(method, host, path, {}, CREDS, "us-east-1", dt.datetime.now(dt.UTC))
-    request = urllib.request.Request(endpoint + path, method=method, headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=10) as answer:
-            return int(answer.status)
-    except urllib.error.HTTPError as error:
-        return error.code
+    scheme, host = endpoint.split("://", 1)
+    return s3.send(method, scheme, host, path, CREDS, "us-east-1")[0]
 
 
 @pytest.fixture(scope="module")
