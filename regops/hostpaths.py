@@ -59,9 +59,18 @@ AUDIT_LOG = "/var/log/regops-token/audit.log"
 HAPROXY_CONFIG = "/etc/haproxy/haproxy.cfg"
 HAPROXY_CA = "/etc/haproxy/regops-ca.crt"  # verifies the replicas' front doors in checks
 
-# A storage host (registry_role: storage): SeaweedFS's `weed`, as one systemd service.
+# A storage host (registry_role: storage): SeaweedFS's `weed`, one systemd instance of
+# one template unit per part (regops-seaweedfs@master, @volume, @filer), each reading
+# its command line from /etc/seaweedfs/regops-<part>.env.
 WEED_BINARY = "/usr/local/bin/weed"
 SEAWEEDFS_USER = "seaweedfs"
 SEAWEEDFS_DIR = "/etc/seaweedfs"
 SEAWEEDFS_S3_CONFIG = f"{SEAWEEDFS_DIR}/s3.json"
-SEAWEEDFS_UNIT = "/etc/systemd/system/regops-seaweedfs.service"
+SEAWEEDFS_UNIT = "/etc/systemd/system/regops-seaweedfs@.service"
+# The one-process unit of regops before storage clusters; the deploy replaces it.
+SEAWEEDFS_OLD_UNIT = "/etc/systemd/system/regops-seaweedfs.service"
+
+
+def seaweedfs_args(part: str) -> str:
+    # Not <part>.env: weed reads /etc/seaweedfs/<part>.<any config format> as its config.
+    return f"{SEAWEEDFS_DIR}/regops-{part}.env"

@@ -263,15 +263,21 @@ def status(inventory: str, limit: tuple[str, ...], as_json: bool) -> None:
                                   "LAST GC", "FRONT DOOR", "AUTH", "CONTAINER"]]
         for e in d["hosts"]:
             if e.get("role") in ("load_balancer", "storage") or "health" not in e:
-                service = e.get("service") or {}
-                health = e.get("health") or {}
+                services = e.get("services") or []
+                health, cluster = e.get("health") or {}, e.get("cluster")
+                role = e.get("role")
+                if cluster:
+                    missing = cluster["under_replicated_volumes"]
+                    role = (f"{role}, {cluster['storage_hosts']} hosts, replication "
+                            f"{cluster['replication']}"
+                            + (f", {len(missing)} volumes lacking a copy" if missing else ""))
                 rows.append([
                     e["host"], e.get("error") or (
                         f"serving ({health['http_status']})" if health else "ok"),
-                    None, None, e.get("role"),
+                    None, None, role,
                     f"{human_bytes(e['disk']['free_bytes'])} ({e['disk']['free_percent']}%)"
                     if e.get("disk") else None, None,
-                    f"{service.get('name')}, {service.get('state')}" if service else None,
+                    ", ".join(f"{sv['name']} {sv['state']}" for sv in services) or None,
                     None, None])
                 continue
             h, disk, g, c, f = e["health"], e["disk"], e["gc"], e["container"], e["frontdoor"]
@@ -314,14 +320,19 @@ def status(inventory: str, limit: tuple[str, ...], as_json: bool) -> None:
               help="Registry user the clients log in as [default: the first user].")
 @click.option("--limit", multiple=True, metavar="NAME",
               help="Only this client host (repeatable).")
+@click.option("--mirror/--no-mirror", default=None,
+              help="Add the registry to Docker's registry-mirrors [default: if it is a "
+                   "cache of Docker Hub].")
 @json_option
 def trust(inventory: str, clients_inventory: str, group: str, registry: str | None,
-          user: str | None, limit: tuple[str, ...], as_json: bool) -> None:
+          user: str | None, limit: tuple[str, ...], mirror: bool | None, as_json: bool) -> None:
     """Make Docker on client hosts trust the registry's CA and log in to it."""
-    doc = trust_ops.trust(inventory, registry, user, clients_inventory, group, limit)
+    doc = trust_ops.trust(inventory, registry, user, clients_inventory, group, limit, mirror)
 
     def render(d: dict[str, Any]) -> str:
         what = ("trusts the CA and is logged in" if d["ca"] else "is logged in (system trust)")
+        if d.get("mirror"):
+            what += f", mirror {d['mirror']}"
         rows: list[list[Any]] = [["CLIENT", f"{d['registry']} AS {d['user']}"]]
         rows += [[e["host"], what if e["ok"] else "FAILED"] for e in d["hosts"]]
         return table(rows)

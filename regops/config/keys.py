@@ -336,7 +336,8 @@ KEYS: list[Key] = [
         None,
         "topology",
         "Address the other hosts of this registry reach this host at (the load balancer its "
-        "replicas, the replicas their storage host); unset means its inventory name.",
+        "replicas, the replicas their storage, storage hosts each other); unset means its "
+        "inventory name.",
         optional(host_name),
     ),
     Key(
@@ -360,7 +361,8 @@ KEYS: list[Key] = [
         8333,
         "seaweedfs",
         "Port of the S3 gateway on a storage host (on `registry_private_address`). Replicas "
-        "of the same name use it when `registry_s3_endpoint` is unset.",
+        "of the same name use it when `registry_s3_endpoint` is unset: on the one storage "
+        "host, or with three and more on the load balancer, which passes it to one of them.",
         port,
     ),
     Key(

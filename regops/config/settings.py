@@ -21,7 +21,7 @@ from regops import paths
 from regops.config.checks import image_tag
 from regops.config.keys import ACCOUNT, DEFAULTS, KEY_NAMES, KEYS, user_list
 from regops.errors import UsageError
-from regops.registry import s3
+from regops.registry import s3, seaweedfs
 from regops.secrets import pki, store
 from regops_token.rules import Policy, RuleError, parse_policy
 
@@ -111,12 +111,20 @@ class Settings:
     def private_address(self) -> str:
         return str(self.data["registry_private_address"] or self.host)
 
+    def role_hosts(self, role: str) -> list[Peer]:
+        """The hosts of this registry name with `role`, by host name (this one too)."""
+        me = [Peer(self.host, self.role, self.private_address)] if self.role == role else []
+        return sorted([*me, *(p for p in self.peers if p.role == role)], key=lambda p: p.host)
+
     @property
     def replicas(self) -> list[Peer]:
         """The replicas of this registry name by host name (this host among them, if one)."""
-        me = [Peer(self.host, self.role, self.private_address)] if self.role == "registry" else []
-        return sorted([*me, *(p for p in self.peers if p.role == "registry")],
-                      key=lambda p: p.host)
+        return self.role_hosts("registry")
+
+    @property
+    def storage(self) -> seaweedfs.Cluster:
+        """The storage hosts of this registry name (none when it brings its own S3)."""
+        return seaweedfs.cluster([(p.host, p.address) for p in self.role_hosts("storage")])
 
     @property
     def bucket(self) -> s3.Bucket | None:
@@ -429,7 +437,8 @@ def check_replicas(
     Raised for the host that disagrees with the first of its name in inventory
     order, naming the first key they differ on. Two replicas of one name on their
     own disks would serve different images under one name, so that is refused too,
-    and so is a load balancer with no replica or a second storage host.
+    and so is a load balancer with no replica, and two storage hosts (one, or three
+    and more, replicating).
     """
     mine = check_data(host, data)
     same = []
@@ -449,11 +458,12 @@ def check_replicas(
         if mine["registry_storage"] != "s3":
             raise ConfigError(host, "registry_storage", (
                 "must be s3 on a storage host (and on the replicas it serves)"))
-        if "storage" in roles:
-            other = next(n for n, d in same if d["registry_role"] == "storage")
+        others = [n for n, d in same if d["registry_role"] == "storage"]
+        if len(others) == 1:
             raise ConfigError(host, "registry_role", (
-                f"{other} is the storage host of {registry!r} already; one per registry name "
-                "(several, replicating, are not built yet)"))
+                f"{others[0]} and this host would be the two storage hosts of {registry!r}, "
+                "and two cannot survive losing one (SeaweedFS's masters need a majority); "
+                "use one storage host, or three or more"))
     if not same:
         return ()
     first, theirs = same[0]
@@ -492,14 +502,25 @@ def load_in_group(
     host: str, data: Mapping[str, Any], peers: Mapping[str, Mapping[str, Any]],
     environ: Mapping[str, str] | None = None,
 ) -> Settings:
-    """`load`, once the hosts of this registry name agree; replicas whose endpoint is
-    unset get their storage host's S3 gateway."""
+    """`load`, once the hosts of this registry name agree. Replicas whose endpoint is
+    unset get their storage host's S3 gateway; with three storage hosts and more, the
+    load balancer's, which passes S3 to one healthy gateway at a time."""
     group = check_replicas(host, data, peers)
-    storage = [p for p in group if p.role == "storage"]
+    storage = sorted((p for p in group if p.role == "storage"), key=lambda p: p.host)
     data = dict(data)
     if storage and data.get("registry_s3_endpoint") is None:
-        port = check_data(host, data)["registry_seaweedfs_s3_port"]
-        data["registry_s3_endpoint"] = f"http://{storage[0].address}:{port}"
+        mine = check_data(host, data)
+        port = mine["registry_seaweedfs_s3_port"]
+        balancers = sorted((p for p in group if p.role == "load_balancer"), key=lambda p: p.host)
+        if len(storage) == 1:
+            data["registry_s3_endpoint"] = f"http://{storage[0].address}:{port}"
+        elif balancers:
+            data["registry_s3_endpoint"] = f"http://{balancers[0].address}:{port}"
+        elif mine["registry_role"] == "registry":
+            raise ConfigError(host, "registry_s3_endpoint", (
+                f"unset, and the {len(storage)} storage hosts of {mine['registry_name']!r} "
+                "need a load balancer of that name to give the replicas one S3 endpoint; "
+                "add a host with registry_role: load_balancer, or set this key"))
     return replace(load(host, data, environ=environ), peers=group)
 
 

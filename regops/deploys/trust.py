@@ -5,18 +5,23 @@
 
 `regops trust` sets those variables and checks Docker on each client first.
 The password is uploaded as a secret (never printed) into a root-only
-directory, fed to `docker login --password-stdin` and removed at once.
+directory, fed to `docker login --password-stdin` and removed at once. A cache
+of Docker Hub (or any registry with `--mirror`) joins the daemon's
+`registry-mirrors`, every other setting of daemon.json kept, taken in with a
+reload (no container restarts).
 """
 
 import sys
 from io import StringIO
 
+from pyinfra import host
+from pyinfra.facts.files import FileContents
 from pyinfra.operations import files, server
 
 from regops.deploy.ops import Secret, secret_file
 from regops.errors import UsageError
-from regops.hostops.trust import trust_login_command, trust_target_from_env
-from regops.hostpaths import TRUST_DIR, certs_d
+from regops.hostops.trust import merge_mirror, trust_login_command, trust_target_from_env
+from regops.hostpaths import DAEMON_JSON, TRUST_DIR, certs_d
 
 try:
     target = trust_target_from_env()
@@ -38,3 +43,18 @@ secret_file(name=f"Upload the password of {target.user} for a moment",
             src=Secret(target.password + "\n"), path=password_file, mode="0600")
 server.shell(name=f"Log in to {target.address} as {target.user} (docker login --password-stdin)",
              commands=[trust_login_command(target.address, target.user, password_file)])
+
+if target.mirror is not None:
+    lines = host.get_fact(FileContents, path=DAEMON_JSON)
+    try:
+        merged = merge_mirror(host.name, None if lines is None else "\n".join(lines),
+                              target.mirror)
+    except UsageError as _error:
+        print(f"regops: error: {_error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    if merged is not None:
+        files.put(name=f"Add {target.mirror} to Docker's registry-mirrors (other settings kept)",
+                  src=StringIO(merged), dest=DAEMON_JSON, user="root", group="root",
+                  mode="0644")
+        server.shell(name="Make Docker read its registry-mirrors again (a reload: no restart)",
+                     commands=["systemctl reload docker"])

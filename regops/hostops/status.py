@@ -15,6 +15,7 @@ from regops.hostops.certs import file_cert, host_cert_command, served_cert
 from regops.hostops.gc import parse_gc_state
 from regops.hostops.remote import q, run_remote, script, summarize, texts
 from regops.inventory import InventoryHost
+from regops.registry import seaweedfs
 from regops.registry.client import RegistryError
 from regops.registry.endpoint import api_client
 from regops.util import parallel_all
@@ -169,24 +170,43 @@ def status_entry(host: str, s: Settings, remote: str, served: dict[str, Any] | N
     return entry
 
 
-ROLE_SERVICE = {"load_balancer": "haproxy", "storage": "regops-seaweedfs"}
+def role_services(s: Settings) -> list[str]:
+    """The systemd services a load balancer or storage host runs."""
+    if s.role == "load_balancer":
+        return ["haproxy"]
+    return [f"regops-seaweedfs@{part}" for part in seaweedfs.PARTS
+            if part != "master" or s.storage.runs_master(s.private_address)]
 
 
 def role_entry(host: str, s: Settings, remote: str, check: dict[str, Any] | None
                ) -> dict[str, Any]:
-    """A load balancer or storage host: its service and, for a balancer, the API behind it."""
+    """A load balancer or storage host: its services and, for a balancer, the API
+    behind it; for a storage host, the volumes with a copy missing."""
     parts = texts(remote)
-    service = (parts.get("service") or "unknown").split()[0]
+    names = role_services(s)
+    states = (parts.get("service") or "").split() + ["unknown"] * len(names)
+    services = [{"name": n, "state": st} for n, st in zip(names, states, strict=False)]
     entry: dict[str, Any] = {
-        "host": host, "role": s.role, "registry": s.registry_address, "service": {
-            "name": ROLE_SERVICE[s.role], "state": service},
+        "host": host, "role": s.role, "registry": s.registry_address,
+        "services": services, "service": services[0],
         "health": check, "storage": storage_state(s) if s.role == "storage" else None,
         "disk": parse_df(parts.get("df", "")),
     }
-    entry["ok"] = service == "active" and (check is None or bool(check.get("serving")))
+    down = [sv for sv in services if sv["state"] != "active"]
+    if s.role == "storage":
+        fix = parts.get("replication")
+        missing = None if fix is None else seaweedfs.under_replicated(fix)
+        entry["cluster"] = {"storage_hosts": len(s.storage.hosts),
+                            "replication": s.storage.replication,
+                            "under_replicated_volumes": missing}
+        if not down and missing:
+            entry.update(ok=False, error=(
+                f"{len(missing)} volumes lack a copy (a storage host is gone; once it is "
+                "back they heal, or run volume.fix.replication -apply in weed shell)"))
+            return entry
+    entry["ok"] = not down and (check is None or bool(check.get("serving")))
     entry["error"] = None if entry["ok"] else (
-        f"{ROLE_SERVICE[s.role]} is {service}" if service != "active"
-        else (check or {}).get("error"))
+        f"{down[0]['name']} is {down[0]['state']}" if down else (check or {}).get("error"))
     return entry
 
 
@@ -195,9 +215,14 @@ def status(pairs: Sequence[tuple[InventoryHost, Settings]]) -> dict[str, Any]:
         h, s = pair
         if s.role != "registry":
             probe = health(s) if s.role == "load_balancer" else None
-            command = script({"service": f"systemctl is-active {ROLE_SERVICE[s.role]}",
-                              "df": "df -B1 --output=size,avail,target "
-                                    f"{q(s['registry_seaweedfs_data_dir'])}"})
+            parts = {"service": "systemctl is-active " + " ".join(role_services(s)),
+                     "df": f"df -B1 --output=size,avail,target "
+                           f"{q(s['registry_seaweedfs_data_dir'])}"}
+            if s.role == "storage":  # a dry run: which volumes lack a copy
+                parts["replication"] = (
+                    f"printf 'volume.fix.replication\\n' | {hostpaths.WEED_BINARY} shell "
+                    f"-master={s.storage.master_list} 2>/dev/null")
+            command = script(parts)
             try:
                 _, out, _ = run_remote(h, command)
             except RegopsError as error:

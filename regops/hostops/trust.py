@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import runpy
+import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,12 +43,42 @@ class TrustTarget:
     ca_pem: bytes | None
     user: str
     password: str = ""
+    mirror: str | None = None  # https://address, for the clients' registry-mirrors
 
     def __repr__(self) -> str:
-        return f"TrustTarget({self.address}, user={self.user})"
+        return f"TrustTarget({self.address}, user={self.user}, mirror={self.mirror})"
 
 
-TRUST_ENV = ("REGOPS_TRUST_INVENTORY", "REGOPS_TRUST_REGISTRY", "REGOPS_TRUST_USER")
+TRUST_ENV = ("REGOPS_TRUST_INVENTORY", "REGOPS_TRUST_REGISTRY", "REGOPS_TRUST_USER",
+             "REGOPS_TRUST_MIRROR")
+# Docker's registry-mirrors apply to Docker Hub's images only.
+DOCKER_HUB = frozenset({"registry-1.docker.io", "docker.io", "index.docker.io",
+                        "registry.hub.docker.com"})
+
+
+def caches_docker_hub(s: Settings) -> bool:
+    upstream = s["registry_proxy_remote_url"]
+    return bool(upstream) and (urllib.parse.urlsplit(upstream).hostname or "") in DOCKER_HUB
+
+
+def merge_mirror(host: str, current: str | None, mirror: str) -> str | None:
+    """daemon.json with `mirror` among its registry-mirrors, every other setting kept;
+    None when it is there already. Raises UsageError (one line) for a file Docker
+    could not read either."""
+    path = hostpaths.DAEMON_JSON
+    try:
+        doc = json.loads(current) if current and current.strip() else {}
+    except ValueError as error:
+        raise UsageError(f"{host}: {path}: not JSON ({error}); nothing changed") from None
+    if not isinstance(doc, dict):
+        raise UsageError(f"{host}: {path}: not a JSON object; nothing changed")
+    mirrors = doc.get("registry-mirrors", [])
+    if not isinstance(mirrors, list):
+        raise UsageError(f"{host}: {path}: registry-mirrors is not a list; nothing changed")
+    if mirror in mirrors or mirror + "/" in mirrors:
+        return None
+    doc["registry-mirrors"] = [*mirrors, mirror]
+    return json.dumps(doc, indent=2) + "\n"
 
 
 def pick_registry(pairs: Sequence[tuple[InventoryHost, Settings]], wanted: str | None
@@ -66,8 +97,10 @@ def pick_registry(pairs: Sequence[tuple[InventoryHost, Settings]], wanted: str |
 
 
 @functools.lru_cache(maxsize=8)
-def trust_target(inventory: str, registry: str | None, user: str | None) -> TrustTarget:
-    """Resolved once per process (pyinfra runs the deploy file once per client host)."""
+def trust_target(inventory: str, registry: str | None, user: str | None,
+                 mirror: bool | None = None) -> TrustTarget:
+    """Resolved once per process (pyinfra runs the deploy file once per client host).
+    `mirror` None: a cache of Docker Hub becomes the clients' mirror, nothing else."""
     h, s = pick_registry(load_settings(load_hosts(inventory)), registry)
     chosen = next((u for u in s.users if u.name == user), None) if user else s.users[0]
     if chosen is None:
@@ -77,7 +110,9 @@ def trust_target(inventory: str, registry: str | None, user: str | None) -> Trus
     if ca and not Path(ca).is_file():
         raise UsageError(f"no CA certificate at {ca}: deploy {h.name} first")
     ca_pem = Path(ca).read_bytes() if ca else None  # None: a provided cert of a public CA
-    return TrustTarget(h.name, s.registry_address, ca_pem, chosen.name, chosen.password)
+    as_mirror = caches_docker_hub(s) if mirror is None else mirror
+    return TrustTarget(h.name, s.registry_address, ca_pem, chosen.name, chosen.password,
+                       f"https://{s.registry_address}" if as_mirror else None)
 
 
 def trust_target_from_env() -> TrustTarget:
@@ -85,9 +120,10 @@ def trust_target_from_env() -> TrustTarget:
     missing = [k for k in TRUST_ENV[:2] if not os.environ.get(k)]
     if missing:
         raise UsageError(f"deploys/trust.py needs {', '.join(missing)} (run `regops trust`)")
+    mirror = {"1": True, "0": False}.get(os.environ.get("REGOPS_TRUST_MIRROR", ""))
     return trust_target(str(Path(os.environ["REGOPS_TRUST_INVENTORY"]).resolve()),
                         os.environ["REGOPS_TRUST_REGISTRY"],
-                        os.environ.get("REGOPS_TRUST_USER") or None)
+                        os.environ.get("REGOPS_TRUST_USER") or None, mirror)
 
 
 def trust_login_command(address: str, user: str, password_file: str) -> str:
@@ -121,6 +157,8 @@ def trust_check_command(target: TrustTarget) -> str:
             "auth": 'home=$(getent passwd "$(id -u)" | cut -d: -f6); '
             f'grep -qF {q(json.dumps(target.address))} "$home/.docker/config.json" '
             "&& echo yes || echo no",
+            # What the daemon uses now, not only what its file says.
+            "mirrors": "docker info --format '{{json .RegistryConfig.Mirrors}}'",
         }
     )
 
@@ -132,6 +170,13 @@ def trust_verdict(target: TrustTarget, remote: str) -> str | None:
         return f"{hostpaths.certs_d(target.address)}/ca.crt is missing or not the registry's CA"
     if parts.get("auth") != "yes":
         return f"no stored docker login for {target.address}"
+    if target.mirror:
+        try:
+            mirrors = [m.rstrip("/") for m in json.loads(parts.get("mirrors") or "null") or []]
+        except ValueError:
+            mirrors = []
+        if target.mirror not in mirrors:
+            return f"the Docker daemon does not use {target.mirror} as a registry mirror"
     return None
 
 
@@ -156,9 +201,10 @@ def client_hosts(clients_inventory: str, group: str, limit: Sequence[str]
 
 
 def trust(inventory: str, registry: str | None, user: str | None, clients_inventory: str,
-          group: str, limit: Sequence[str]) -> dict[str, Any]:
-    """Make the clients' Docker trust the registry's CA and log in, then check both."""
-    target = trust_target(str(Path(inventory).resolve()), registry, user)
+          group: str, limit: Sequence[str], mirror: bool | None = None) -> dict[str, Any]:
+    """Make the clients' Docker trust the registry's CA and log in (and use it as a
+    mirror of Docker Hub), then check each."""
+    target = trust_target(str(Path(inventory).resolve()), registry, user, mirror)
     clients = client_hosts(clients_inventory, group, limit)
 
     def docker_ready(h: InventoryHost) -> str | None:
@@ -177,6 +223,7 @@ def trust(inventory: str, registry: str | None, user: str | None, clients_invent
             "REGOPS_TRUST_INVENTORY": str(Path(inventory).resolve()),
             "REGOPS_TRUST_REGISTRY": target.host,
             "REGOPS_TRUST_USER": target.user,
+            "REGOPS_TRUST_MIRROR": {True: "1", False: "0", None: ""}[mirror],
         })
 
     def check(h: InventoryHost) -> dict[str, Any]:
@@ -191,7 +238,7 @@ def trust(inventory: str, registry: str | None, user: str | None, clients_invent
 
     doc = summarize(parallel_all(check, clients))
     doc.update(registry=target.address, user=target.user, ca=target.ca_pem is not None,
-               deploy_ok=rc == 0)
+               mirror=target.mirror, deploy_ok=rc == 0)
     if rc != 0:
         doc["ok"] = False
         doc["deploy_error"] = f"the client deploy failed (exit {rc}):\n{pyinfra_tail(output)}"

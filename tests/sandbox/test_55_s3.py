@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from regops.registry import oci, s3
+from regops.registry import oci, s3, seaweedfs
 from tests.sandbox.conftest import (
     Deploy,
     assert_blobs_hash_to_their_digests,
@@ -57,17 +57,14 @@ def endpoint(hosts) -> Iterator[str]:
     subprocess.run(["docker", "cp", weed, f"{store['container']}:/usr/local/bin/weed"],
                    check=True)
     th = ssh_host(store)
-    identities = json.dumps({"identities": [{
-        "name": "regops", "credentials": [{"accessKey": ACCESS, "secretKey": SECRET}],
-        "actions": ["Admin", "Read", "List", "Tagging", "Write"]}]})
+    identities = json.dumps(json.loads(seaweedfs.identities(s3.Credentials(ACCESS, SECRET, ""))))
     th.check_output(f"mkdir -p /var/lib/{UNIT} && printf %s '{identities}' "
                     f">/var/lib/{UNIT}/s3.json && chmod 600 /var/lib/{UNIT}/s3.json")
     th.run(f"systemctl stop {UNIT}; systemctl reset-failed {UNIT}")
     th.check_output(
         f"systemd-run --unit {UNIT} /usr/local/bin/weed server -ip={store['ip']} "
         f"-dir=/var/lib/{UNIT} -s3 -s3.config=/var/lib/{UNIT}/s3.json "
-        "-master.volumeSizeLimitMB=64 -volume.max=20 -master.telemetry=false "
-        "-s3.port.iceberg=0")
+        "-master.volumeSizeLimitMB=64 -volume.max=20 " + " ".join(seaweedfs.SERVER_SAFE_FLAGS))
     url = f"http://{store['ip']}:8333"
     deadline = time.monotonic() + 90
     while _s3("PUT", url, f"/{BUCKET}")[0] not in (200, 409):

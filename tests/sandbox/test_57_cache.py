@@ -7,7 +7,10 @@ registry afterwards finds its images as they were.
 
 from __future__ import annotations
 
+import json
 import os
+import shlex
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +18,7 @@ from regops import paths
 from regops.registry import oci
 from regops.sandbox.model import secrets_dir
 from tests.sandbox.conftest import (
+    SANDBOX,
     Deploy,
     assert_blobs_hash_to_their_digests,
     changed_ops,
@@ -23,6 +27,7 @@ from tests.sandbox.conftest import (
     deploy,
     pull,
     push,
+    regops,
     ssh_host,
 )
 
@@ -76,8 +81,59 @@ def test_a_cache_serves_what_it_pulled_after_the_upstream_stops(hosts, tmp_path)
     assert "denied" in refused.stderr.lower() or "unauthorized" in refused.stderr.lower(), (
         refused.stderr)
 
+    _a_client_docker_uses_the_cache_as_its_mirror(cache, upstream, layout, tmp_path)
+
     second = _cache_deploy(upstream)
     assert second.returncode == 0 and changed_ops(second.output) == 0, second.output[-6000:]
     back = deploy(limit="sb1")
     assert back.returncode == 0, back.output[-6000:]
     assert set(client(cache).catalog()) == own  # its own images, as they were
+
+
+HUB_NAMES = "registry-1.docker.io index.docker.io docker.io auth.docker.io"
+
+
+def _a_client_docker_uses_the_cache_as_its_mirror(cache: dict, client_host: dict,
+                                                  layout: Path, tmp_path: Path) -> None:
+    """`regops trust --mirror` (this cache's upstream is a sandbox registry, not Docker
+    Hub, so the flag says it): Docker on the trixie host pulls `public/mirrored`, a
+    Docker Hub name, through the cache. Docker Hub's names resolve to loopback there
+    for the test, so nothing can come from, or go to, Docker Hub itself."""
+    repo = "public/mirrored"
+    assert push(client_host, layout, "1.0", repo).returncode == 0  # on the upstream
+    th = ssh_host(client_host)
+    address = f"{cache['registry_name']}:{cache['registry_port']}"
+    marker = "# regops-test-57"
+    before = th.run("cat /etc/docker/daemon.json").stdout
+    th.check_output(
+        f"printf '%s\\n' {shlex.quote(cache['ip'] + ' ' + cache['registry_name'] + ' ' + marker)}"
+        f" {shlex.quote('127.0.0.1 ' + HUB_NAMES + ' ' + marker)} >> /etc/hosts")
+    try:
+        inventory = tmp_path / "clients.py"
+        data = {"ssh_hostname": client_host["ssh_host"], "ssh_port": client_host["ssh_port"],
+                "ssh_user": client_host["ssh_user"], "ssh_key": client_host["ssh_key"],
+                "ssh_known_hosts_file": "/dev/null", "ssh_strict_host_key_checking": "no"}
+        inventory.write_text(f"clients = [({client_host['name']!r}, {data!r})]\n")
+        result = regops("trust", "-i", "inventories/sandbox.py", "--registry", "sb1",
+                        "--clients", str(inventory), "--mirror", "--json", check=False,
+                        env={"REGOPS_SANDBOX": SANDBOX})
+        doc = json.loads(result.stdout)
+        assert doc["ok"] and doc["mirror"] == f"https://{address}", result.stdout + result.stderr
+        after = json.loads(th.file("/etc/docker/daemon.json").content_string)
+        assert after["registry-mirrors"] == [f"https://{address}"]
+        assert {k: v for k, v in after.items() if k != "registry-mirrors"} == json.loads(before)
+        assert repo not in client(cache).catalog()
+        pulled = th.run(f"docker pull {repo}:1.0")
+        assert pulled.rc == 0, pulled.stderr
+        assert repo in client(cache).catalog()  # it came through the cache
+        again = regops("trust", "-i", "inventories/sandbox.py", "--registry", "sb1",
+                       "--clients", str(inventory), "--mirror", "--json", check=False,
+                       env={"REGOPS_SANDBOX": SANDBOX})
+        assert json.loads(again.stdout)["ok"]  # and the mirror is listed once
+        assert json.loads(th.file("/etc/docker/daemon.json").content_string) == after
+    finally:
+        th.run(f"docker rmi {repo}:1.0; docker logout {address}")
+        th.run(f"printf '%s' {shlex.quote(before)} > /etc/docker/daemon.json && "
+               "systemctl reload docker")
+        th.run(f"grep -vF {shlex.quote(marker)} /etc/hosts > /tmp/hosts.t57 && "
+               "cat /tmp/hosts.t57 > /etc/hosts && rm -f /tmp/hosts.t57")

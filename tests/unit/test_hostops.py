@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from regops import hostpaths, paths
 from regops.cli import main
 from regops.config.settings import ConfigError, load
+from regops.errors import UsageError
 from regops.hostops import certs, gc, remote, status, trust, users
 from regops.inventory import group_members
 from regops.secrets import pki
@@ -413,6 +414,43 @@ def test_trust_verdict(pki_dir):
     assert '"reg.example.com:5000"' in trust.trust_check_command(target)
 
 
+def test_a_mirror_joins_daemon_json_keeping_everything_else():
+    current = json.dumps({"log-driver": "json-file", "registry-mirrors": ["https://m.example"],
+                          "live-restore": True})
+    merged = json.loads(trust.merge_mirror("c1", current, "https://cache.example.com:5000"))
+    assert merged == {"log-driver": "json-file", "live-restore": True, "registry-mirrors": [
+        "https://m.example", "https://cache.example.com:5000"]}
+    assert trust.merge_mirror("c1", json.dumps(merged), "https://cache.example.com:5000") is None
+    assert json.loads(trust.merge_mirror("c1", None, "https://c:5000") or "") == {
+        "registry-mirrors": ["https://c:5000"]}
+    with pytest.raises(UsageError, match=r"^c1: /etc/docker/daemon.json: not JSON .*nothing "
+                                         r"changed$"):
+        trust.merge_mirror("c1", "{live-restore: true", "https://c:5000")
+    with pytest.raises(UsageError, match=r"registry-mirrors is not a list"):
+        trust.merge_mirror("c1", '{"registry-mirrors": "https://x"}', "https://c:5000")
+
+
+def test_only_a_cache_of_docker_hub_is_a_mirror_by_default(secrets_dir):
+    base = {"registry_name": "cache.example.com", "registry_secrets_dir": str(secrets_dir)}
+    hub = load("c", {**base, "registry_proxy_remote_url": "https://registry-1.docker.io"},
+               environ={})
+    other = load("c", {**base, "registry_proxy_remote_url": "https://reg.example.com:5000"},
+                 environ={})
+    assert trust.caches_docker_hub(hub) and not trust.caches_docker_hub(other)
+    assert not trust.caches_docker_hub(load("c", base, environ={}))
+
+
+def test_trust_verdict_checks_the_daemon_uses_the_mirror(pki_dir):
+    ca = pki.ensure_server_cert(pki_dir, ["reg.example.com"]).ca_pem
+    target = trust.TrustTarget("reg1", "reg.example.com:5000", ca, "ci", "x",
+                               "https://reg.example.com:5000")
+    digest = hashlib.sha256(ca).hexdigest()
+    using = answer(ca=digest, auth="yes", mirrors='["https://reg.example.com:5000/"]')
+    assert trust.trust_verdict(target, using) is None
+    assert "does not use https://reg.example.com:5000 as a registry mirror" in (
+        trust.trust_verdict(target, answer(ca=digest, auth="yes", mirrors="null")) or "")
+
+
 def test_group_members():
     namespace = {"clients": [("c1", {}), "c2"], "registries": (["r1"], {}), "_x": ["y"],
                  "other": 3}
@@ -503,9 +541,19 @@ def test_status_of_a_load_balancer_and_a_storage_host(secrets_dir):
                              {"serving": False, "http_status": None, "error": "refused"})
     assert not down["ok"] and down["error"] == "refused"
     st = load("st1", {**data, "registry_role": "storage"}, environ=env)
-    stopped = status.role_entry("st1", st, answer(service="inactive", df=DF), None)
-    assert not stopped["ok"] and stopped["error"] == "regops-seaweedfs is inactive"
+    stopped = status.role_entry("st1", st, answer(service="active\ninactive\nactive", df=DF,
+                                                  replication=""), None)
+    assert not stopped["ok"] and stopped["error"] == "regops-seaweedfs@volume is inactive"
+    assert [sv["name"] for sv in stopped["services"]] == [
+        "regops-seaweedfs@master", "regops-seaweedfs@volume", "regops-seaweedfs@filer"]
     assert stopped["disk"]["free_bytes"] == 74733314048
+    healthy = status.role_entry("st1", st, answer(service="active\nactive\nactive", df=DF,
+                                                  replication=""), None)
+    assert healthy["ok"] and healthy["cluster"]["under_replicated_volumes"] == []
+    lacking = status.role_entry("st1", st, answer(
+        service="active\nactive\nactive", df=DF,
+        replication="replicating volume 7 001 from a:8080 to dataNode b:8080 ...\n"), None)
+    assert not lacking["ok"] and lacking["error"].startswith("1 volumes lack a copy")
 
 
 def test_day2_commands_see_only_registry_hosts(tmp_path):

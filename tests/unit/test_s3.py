@@ -30,7 +30,7 @@ from regops.config.settings import (
     load_or_exit,
 )
 from regops.deploy import render
-from regops.registry import s3
+from regops.registry import s3, seaweedfs
 from regops.registry.images import push_image
 from regops.secrets import store
 
@@ -103,9 +103,7 @@ def store_on_loopback(tmp_path_factory) -> Iterator[Store]:
         pytest.skip("weed is not installed")
     tmp = tmp_path_factory.mktemp("weed")
     (tmp / "data").mkdir()
-    (tmp / "s3.json").write_text(json.dumps({"identities": [{
-        "name": "regops", "credentials": [{"accessKey": ACCESS, "secretKey": SECRET}],
-        "actions": ["Admin", "Read", "List", "Tagging", "Write"]}]}))
+    (tmp / "s3.json").write_text(seaweedfs.identities(CREDS))
     # Every port explicit: weed's default gRPC port is its HTTP port + 10000.
     ports = {f"{name}.port{kind}": _free_port() for name in ("master", "volume", "filer", "s3")
              for kind in ("", ".grpc")}
@@ -114,8 +112,8 @@ def store_on_loopback(tmp_path_factory) -> Iterator[Store]:
         [weed, "server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-dir={tmp / 'data'}",
          "-s3", f"-s3.config={tmp / 's3.json'}", "-master.volumeSizeLimitMB=64",
          "-volume.max=20",
-         # No telemetry (tests talk only to loopback), no Iceberg catalog on its fixed port.
-         "-master.telemetry=false", "-s3.port.iceberg=0",
+         # No telemetry (tests talk only to loopback), no servers on fixed ports.
+         *seaweedfs.SERVER_SAFE_FLAGS,
          *(f"-{flag}={port}" for flag, port in ports.items())],
         stdout=log.open("w"), stderr=subprocess.STDOUT, cwd=tmp)
     try:
@@ -326,8 +324,12 @@ def test_roles_of_one_registry_name(base_data, monkeypatch):
     with pytest.raises(ConfigError, match=r"^lb1: registry_role: no host with registry_role "
                                           r"registry serves 'reg.example.com'"):
         check_replicas("lb1", lb, {"lb1": lb})
-    with pytest.raises(ConfigError, match=r"^st2: registry_role: st1 is the storage host"):
+    with pytest.raises(ConfigError, match=r"^st2: registry_role: st1 and this host would be "
+                                          r"the two storage hosts of 'reg.example.com', and two "
+                                          r"cannot survive losing one"):
         check_replicas("st2", storage, {"st1": storage, "st2": storage})
+    three = {"st1": storage, "st2": storage, "st3": storage}
+    assert len(check_replicas("st2", storage, three)) == 2  # one, or three and more
     local = {**base_data, "registry_role": "storage"}
     with pytest.raises(ConfigError, match=r"^st1: registry_storage: must be s3 on a storage"):
         check_replicas("st1", local, {"st1": local})
@@ -389,16 +391,26 @@ def test_the_load_balancer_checks_each_replica_through_verified_tls(base_data, m
     assert "http-check send meth GET uri /v2/ ver HTTP/1.1 hdr Host reg.example.com" in config
 
 
-def test_the_storage_host_runs_one_hardened_weed_with_the_replicas_key(base_data, monkeypatch):
-    from regops.tasks.seaweedfs import identities
+def test_a_storage_host_runs_each_weed_part_hardened_with_the_replicas_key(
+        base_data, monkeypatch):
+    from regops.tasks.seaweedfs import identities, part_args
 
     hosts = _ha_settings(base_data, monkeypatch)
     storage = hosts["st1"]
-    unit = render.template("etc/systemd/system/regops-seaweedfs.service", storage)
-    assert "-ip=10.0.0.20 -ip.bind=10.0.0.20" in unit
-    assert "-master.telemetry=false" in unit and "-s3.port=8333" in unit
+    unit = render.template("etc/systemd/system/regops-seaweedfs@.service", storage)
+    assert "EnvironmentFile=/etc/seaweedfs/regops-%i.env" in unit
+    assert "ExecStart=/usr/local/bin/weed %i $WEED_ARGS" in unit
     assert "User=seaweedfs" in unit and "NoNewPrivileges=yes" in unit
-    assert SECRET not in unit
+    assert "ReadWritePaths=/var/lib/seaweedfs" in unit
+    assert storage.storage.replication == "000" and storage.storage.masters == ("10.0.0.20",)
+    master = part_args(storage, "master")
+    assert "-ip=10.0.0.20 -ip.bind=10.0.0.20" in master and "-telemetry=false" in master
+    assert "-peers" not in master and "-mdir=/var/lib/seaweedfs/master" in master
+    filer = part_args(storage, "filer")
+    assert "-s3.port=8333" in filer and "-s3.port.iceberg=0" in filer
+    assert "-master=10.0.0.20:9333" in filer
+    for text in (unit, master, filer, part_args(storage, "volume")):
+        assert SECRET not in text and ACCESS not in text
     ident = json.loads(identities(storage))["identities"][0]["credentials"][0]
     assert ident == {"accessKey": ACCESS, "secretKey": SECRET}
     # The replicas find it; the load balancer and the storage host run no registry.
@@ -406,6 +418,72 @@ def test_the_storage_host_runs_one_hardened_weed_with_the_replicas_key(base_data
     assert hosts["reg1"].bucket.endpoint == "http://10.0.0.20:8333"
     assert [p.host for p in hosts["reg2"].replicas] == ["reg1", "reg2"]
     assert hosts["st1"].replicas[0].address == "10.0.0.11"
+    assert "listen s3" not in render.template("etc/haproxy/haproxy.cfg", hosts["lb1"])
+
+
+def _cluster_settings(base_data: dict, monkeypatch, with_lb: bool = True) -> dict[str, Any]:
+    for key, value in ENV.items():
+        monkeypatch.setenv(key, value)
+    replica = _data(base_data, None)
+    hosts = {"reg1": {**replica, "registry_private_address": "10.0.0.11"}}
+    if with_lb:
+        hosts["lb1"] = {**replica, "registry_role": "load_balancer",
+                        "registry_private_address": "10.0.0.2"}
+    for i in (4, 3, 2, 1):  # not in name order: the order comes from the names
+        hosts[f"st{i}"] = {**replica, "registry_role": "storage",
+                           "registry_private_address": f"10.0.0.2{i}"}
+    return {name: load_or_exit(name, data, hosts) for name, data in hosts.items()}
+
+
+def test_three_storage_hosts_and_more_replicate_behind_the_load_balancer(
+        base_data, monkeypatch):
+    from regops.tasks.seaweedfs import part_args
+
+    hosts = _cluster_settings(base_data, monkeypatch)
+    st1, st4 = hosts["st1"], hosts["st4"]
+    assert st1.storage.hosts == ("st1", "st2", "st3", "st4")
+    assert st1.storage.masters == ("10.0.0.21", "10.0.0.22", "10.0.0.23")
+    assert st1.storage.replication == "001"  # two copies, on two hosts
+    masters = "10.0.0.21:9333,10.0.0.22:9333,10.0.0.23:9333"
+    assert f"-peers={masters}" in part_args(st1, "master")
+    assert "-defaultReplication=001" in part_args(st1, "master")
+    assert not st4.storage.runs_master("10.0.0.24") and st1.storage.runs_master("10.0.0.21")
+    assert f"-master={masters}" in part_args(st4, "volume")
+    assert f"-master={masters}" in part_args(st4, "filer")
+    # The replicas reach S3 through the load balancer, which sticks to one gateway.
+    assert hosts["reg1"].bucket is not None
+    assert hosts["reg1"].bucket.endpoint == "http://10.0.0.2:8333"
+    config = render.template("etc/haproxy/haproxy.cfg", hosts["lb1"])
+    s3_section = config[config.index("listen s3"):]
+    assert "bind 10.0.0.2:8333" in s3_section
+    # One gateway at a time: kept-alive connections on a backup are cut at fail-back.
+    assert "on-marked-up shutdown-backup-sessions" in s3_section and "rise 10" in s3_section
+    assert "allbackups" not in config
+    assert "    server st1 10.0.0.21:8333 check\n" in s3_section
+    for i in (2, 3, 4):
+        assert f"    server st{i} 10.0.0.2{i}:8333 check backup" in s3_section
+    assert "http-check send meth GET uri /status" in s3_section
+    assert "server st1" not in config[:config.index("listen s3")]
+
+
+def test_storage_hosts_without_a_load_balancer_need_an_endpoint(base_data, monkeypatch, capsys):
+    with pytest.raises(SystemExit):
+        _cluster_settings(base_data, monkeypatch, with_lb=False)
+    assert capsys.readouterr().err == (
+        "regops: error: reg1: registry_s3_endpoint: unset, and the 4 storage hosts of "
+        "'reg.example.com' need a load balancer of that name to give the replicas one S3 "
+        "endpoint; add a host with registry_role: load_balancer, or set this key\n")
+
+
+def test_volumes_lacking_a_copy_from_a_fix_replication_dry_run():
+    from regops.registry.seaweedfs import under_replicated
+
+    dry_run = ("replicating volume 10 001 from 10.0.0.22:8080 to dataNode 10.0.0.21:8080 ...\n"
+               "replicating volume 3 001 from 10.0.0.22:8080 to dataNode 10.0.0.21:8080 ...\n"
+               "replicating volume 10 001 from 10.0.0.22:8080 to dataNode 10.0.0.23:8080 ...\n"
+               "Running in simulation mode.\n")
+    assert under_replicated(dry_run) == [3, 10]
+    assert under_replicated("") == []
 
 
 # --------------------------------------------------------------------------- cache
