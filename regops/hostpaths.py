@@ -74,3 +74,7 @@ SEAWEEDFS_OLD_UNIT = "/etc/systemd/system/regops-seaweedfs.service"
 def seaweedfs_args(part: str) -> str:
     # Not <part>.env: weed reads /etc/seaweedfs/<part>.<any config format> as its config.
     return f"{SEAWEEDFS_DIR}/regops-{part}.env"
+
+# The replicas' shared blob-descriptor cache (registry_redis_host): Debian's redis.
+REDIS_CONFIG = "/etc/redis/redis.conf"
+REDIS_FLUSH = "/usr/local/sbin/regops-redis-flush"

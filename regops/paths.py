@@ -53,6 +53,11 @@ def s3_credential_path(base: str | os.PathLike[str], registry_name: str, which: 
     return registry_secrets(base, registry_name) / f"s3-{which}-key"
 
 
+def redis_password_path(base: str | os.PathLike[str], registry_name: str) -> Path:
+    """The shared redis's password (generated once per registry name)."""
+    return registry_secrets(base, registry_name) / "redis-password"
+
+
 def proxy_password_path(base: str | os.PathLike[str], registry_name: str) -> Path:
     """The password a pull-through cache logs in to its upstream with (operator-written)."""
     return registry_secrets(base, registry_name) / "proxy-password"

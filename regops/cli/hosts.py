@@ -59,7 +59,7 @@ def gc(inventory: str, limit: tuple[str, ...], as_json: bool) -> None:
     read-only, one collection, every replica writable again."""
     hosts = load_hosts(inventory, limit)
     checked(hosts)
-    doc = gc_ops.run_gc(hosts, load_hosts(inventory))
+    doc = gc_ops.run_gc(hosts, load_hosts(inventory, roles=None))
 
     def render(d: dict[str, Any]) -> str:
         rows: list[list[Any]] = [["HOST", "RESULT", "FREED", "BLOBS", "UPLOADS", "READ-ONLY",
@@ -287,7 +287,9 @@ def status(inventory: str, limit: tuple[str, ...], as_json: bool) -> None:
                 e["version"],
                 f"{e['certificate']['days_left']}d" if e["certificate"] else None,
                 ("disk" if e["storage"]["kind"] == "filesystem" else
-                 f"s3://{e['storage']['bucket']}{e['storage']['rootdirectory']}")
+                 f"s3://{e['storage']['bucket']}{e['storage']['rootdirectory']}"
+                 + (f", {e['storage']['descriptor_cache']}"
+                    if e["storage"].get("descriptor_cache", "memory") != "memory" else ""))
                 + (f", cache of {e['cache']['upstream']} (expires {e['cache']['expiry']})"
                    if e["cache"] else ""),
                 f"{human_bytes(disk['free_bytes'])} ({disk['free_percent']}%)" if disk else None,

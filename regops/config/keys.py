@@ -379,6 +379,32 @@ KEYS: list[Key] = [
         "Directory of a storage host's data (volumes, the filer's metadata).",
         host_dir,
     ),
+    # --- redis: the replicas' shared blob-descriptor cache (optional)
+    Key(
+        "registry_redis_host",
+        None,
+        "redis",
+        "Inventory name of a host of this `registry_name` (e.g. the load balancer) that runs "
+        "Debian's redis as the replicas' shared blob-descriptor cache, on its "
+        "`registry_private_address` with a generated password (`<secrets>/<registry_name>/"
+        "redis-password`); unset means each replica caches in its own memory. Replicas on "
+        "S3 only. A dead redis costs speed, not pulls: the registry reads the storage then.",
+        optional(host_name),
+    ),
+    Key(
+        "registry_redis_port",
+        6379,
+        "redis",
+        "Port of the shared redis on `registry_redis_host`.",
+        port,
+    ),
+    Key(
+        "registry_redis_maxmemory_mb",
+        256,
+        "redis",
+        "Memory the shared redis may use; beyond it the least recently used entries go.",
+        integer(16, 65536),
+    ),
     Key(
         "registry_storage",
         "filesystem",

@@ -122,6 +122,21 @@ class Settings:
         return self.role_hosts("registry")
 
     @property
+    def redis(self) -> Peer | None:
+        """The host running the replicas' shared descriptor cache, if one does."""
+        name = self.data["registry_redis_host"]
+        if name is None:
+            return None
+        if name == self.host:
+            return Peer(self.host, self.role, self.private_address)
+        return next((p for p in self.peers if p.host == name), None)
+
+    @property
+    def redis_address(self) -> str | None:
+        r = self.redis
+        return None if r is None else f"{r.address}:{self.data['registry_redis_port']}"
+
+    @property
     def storage(self) -> seaweedfs.Cluster:
         """The storage hosts of this registry name (none when it brings its own S3)."""
         return seaweedfs.cluster([(p.host, p.address) for p in self.role_hosts("storage")])
@@ -268,6 +283,13 @@ def _storage(d: dict[str, Any]) -> tuple[str, str] | None:
     return None
 
 
+def _redis(d: dict[str, Any]) -> tuple[str, str] | None:
+    if d["registry_redis_host"] is not None and d["registry_storage"] != "s3":
+        return ("registry_redis_host", "a shared descriptor cache is for replicas on shared "
+                "storage (registry_storage: s3); one host caches in its own memory")
+    return None
+
+
 def _cache(d: dict[str, Any]) -> tuple[str, str] | None:
     if d["registry_proxy_remote_url"] is None:
         for key in ("registry_proxy_username", "registry_proxy_ca_file"):
@@ -283,6 +305,7 @@ RULES: list[Rule] = [
     _backend_ports,
     _access,
     _storage,
+    _redis,
     _cache,
     _tls_files,
 ]
@@ -412,7 +435,8 @@ REPLICA_KEYS = (
     "registry_extra_names", "registry_secrets_dir", "registry_tls_cert_file",
     "registry_tls_key_file", "registry_tls_ca_file", "registry_auth", "registry_users",
     "registry_groups", "registry_admins", "registry_access", "registry_robots",
-    "registry_token_ttl", "registry_delete_enabled",
+    "registry_token_ttl", "registry_delete_enabled", "registry_redis_host",
+    "registry_redis_port", "registry_redis_maxmemory_mb",
 )  # fmt: skip
 
 
@@ -464,6 +488,10 @@ def check_replicas(
                 f"{others[0]} and this host would be the two storage hosts of {registry!r}, "
                 "and two cannot survive losing one (SeaweedFS's masters need a majority); "
                 "use one storage host, or three or more"))
+    redis = mine["registry_redis_host"]
+    if redis is not None and redis != host and redis not in [n for n, _ in same]:
+        raise ConfigError(host, "registry_redis_host", (
+            f"{redis!r} is no host of registry name {registry!r} in this inventory"))
     if not same:
         return ()
     first, theirs = same[0]

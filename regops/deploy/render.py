@@ -19,6 +19,7 @@ from regops import hostpaths
 from regops.config.checks import duration_seconds
 from regops.config.keys import INTERMEDIATE_CURVES
 from regops.config.settings import CONTAINER_PORT, DATA_DIR_IN_CONTAINER, Settings
+from regops.secrets import store
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
@@ -73,8 +74,10 @@ def template(path: str, s: Settings, **extra: Any) -> str:
 
 def registry_config(s: Settings, http_secret: str, readonly: bool = False,
                     notify_secret: str = "") -> str:
+    redis_password = store.redis_password(s.secrets_root, s.registry_name) if s.redis else ""
     return template("etc/docker/registry/config.yml", s, http_secret=http_secret,
-                    readonly=readonly, notify_secret=notify_secret)
+                    readonly=readonly, notify_secret=notify_secret,
+                    redis_password=redis_password)
 
 
 def daemon_json(s: Settings) -> str:

@@ -19,6 +19,7 @@ from regops.tasks import (
     frontdoor,
     gc,
     loadbalancer,
+    redis,
     registry,
     seaweedfs,
     tls,
@@ -43,3 +44,6 @@ if settings.role == "registry":
 
 if settings.role == "load_balancer":
     loadbalancer.apply(settings)
+
+if settings["registry_redis_host"] == host.name:  # any role: the replicas' shared cache
+    redis.apply(settings)

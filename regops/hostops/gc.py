@@ -163,11 +163,26 @@ def bucket_blobs(h: InventoryHost) -> tuple[int, int] | None:
         return None
 
 
-def run_cluster_gc(name: str, replicas: Sequence[InventoryHost]) -> list[dict[str, Any]]:
+def empty_descriptor_cache(redis: InventoryHost) -> str | None:
+    """Empty the replicas' shared redis; None when it said OK, else why not."""
+    try:
+        rc, out, err = run_remote(redis, hostpaths.REDIS_FLUSH)
+    except RegopsError as error:
+        return str(error)
+    if rc == 0 and out.strip() == "OK":
+        return None
+    said = (err or out).strip().splitlines()
+    return f"{hostpaths.REDIS_FLUSH} exited {rc}" + (f": {said[-1]}" if said else "")
+
+
+def run_cluster_gc(name: str, replicas: Sequence[InventoryHost],
+                   redis: InventoryHost | None = None) -> list[dict[str, Any]]:
     """Every replica read-only, one collection on the first, every replica writable again.
 
     Holding is a session per replica: if this process dies, the sessions close and the
-    replicas make themselves writable (`regops-gc hold`)."""
+    replicas make themselves writable (`regops-gc hold`). A shared descriptor cache
+    (`redis`) is emptied after the collection and before they are writable, so no
+    replica answers that a deleted blob exists."""
     collector = replicas[0]
     started = time.monotonic()
     holds = [Hold(h) for h in replicas]
@@ -193,6 +208,13 @@ def run_cluster_gc(name: str, replicas: Sequence[InventoryHost]) -> list[dict[st
             if collected is not None and before is not None and after is not None:
                 # Nothing writes while every replica holds: the difference is what GC freed.
                 collected["blob_bytes_freed"] = collected["bytes_freed"] = before[1] - after[1]
+            if redis is not None:
+                problem = empty_descriptor_cache(redis)
+                if collected is not None:
+                    collected["descriptor_cache"] = "emptied" if problem is None else "stale"
+                if problem is not None:
+                    error = (f"{redis.name}: the shared descriptor cache was not emptied "
+                             f"({problem}); run {hostpaths.REDIS_FLUSH} there")
     finally:
         released = [(hold, *hold.release()) for hold in holds]
     window = int(time.monotonic() - started)
@@ -222,8 +244,12 @@ def run_gc(hosts: Sequence[InventoryHost],
         return gc_result(h.name, rc, out)
 
     single, shared = cluster_groups(hosts)
-    _, all_shared = cluster_groups(everyone if everyone is not None else hosts)
+    inventory = everyone if everyone is not None else hosts
+    _, all_shared = cluster_groups(inventory)
     entries = parallel_all(one, single)
     for name in shared:
-        entries += run_cluster_gc(name, all_shared[name])
+        replicas = all_shared[name]
+        cache = replicas[0].checked_data()["registry_redis_host"]
+        redis = next((h for h in inventory if h.name == cache), None) if cache else None
+        entries += run_cluster_gc(name, replicas, redis)
     return summarize(entries)

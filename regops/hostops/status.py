@@ -120,7 +120,8 @@ def storage_state(s: Settings) -> dict[str, Any]:
     if bucket is None:
         return {"kind": "filesystem", "path": s["registry_data_dir"]}
     return {"kind": "s3", "endpoint": bucket.endpoint, "bucket": bucket.name,
-            "rootdirectory": bucket.root}
+            "rootdirectory": bucket.root, "descriptor_cache": (
+                f"redis on {s.redis.host}" if s.redis else "memory")}
 
 
 def cache_state(s: Settings) -> dict[str, Any] | None:

@@ -159,6 +159,8 @@ def inventory_hosts(doc: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
                 "registry_storage": "s3",
                 "registry_s3_bucket": HA_BUCKET,
                 "registry_gc_enabled": False,
+                # The replicas share their blob descriptors in redis on the balancer.
+                "registry_redis_host": first["name"],
             }
         hosts.append((h["name"], {
             "ssh_hostname": h["ssh_host"],

@@ -227,6 +227,11 @@ def http_secret(base: str | os.PathLike[str], registry_name: str) -> str:
     return _non_empty(paths.http_secret_path(base, registry_name), generate_http_secret)
 
 
+def redis_password(base: str | os.PathLike[str], registry_name: str) -> str:
+    """The replicas' shared redis password, generated once per registry name."""
+    return _non_empty(paths.redis_password_path(base, registry_name), generate_password)
+
+
 def htpasswd_pepper(base: str | os.PathLike[str], registry_name: str) -> bytes:
     """Key for deriving deterministic bcrypt salts (see `regops.secrets.htpasswd`).
 

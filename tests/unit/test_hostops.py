@@ -212,7 +212,8 @@ def test_status_says_which_bucket_a_replica_serves(tmp_path, secrets_dir):
                   environ={"REGOPS_S3_ACCESS_KEY": "a", "REGOPS_S3_SECRET_KEY": "b"})
     entry = status.status_entry("reg1", shared, "", None, {"serving": False})
     assert entry["storage"] == {"kind": "s3", "endpoint": "https://s3.example.net:9000",
-                                "bucket": "images", "rootdirectory": "/registry"}
+                                "bucket": "images", "rootdirectory": "/registry",
+                                "descriptor_cache": "memory"}
 
 
 def test_status_entry_not_ok_when_down_or_stopped(settings):

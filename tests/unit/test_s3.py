@@ -475,6 +475,45 @@ def test_storage_hosts_without_a_load_balancer_need_an_endpoint(base_data, monke
         "endpoint; add a host with registry_role: load_balancer, or set this key\n")
 
 
+def test_a_shared_redis_descriptor_cache_on_a_host_of_the_name(base_data, monkeypatch, capsys):
+    for key, value in ENV.items():
+        monkeypatch.setenv(key, value)
+    replica = _data(base_data, None, registry_redis_host="lb1")
+    hosts = {"lb1": {**replica, "registry_role": "load_balancer",
+                     "registry_private_address": "10.0.0.2"},
+             "reg1": {**replica, "registry_private_address": "10.0.0.11"},
+             "st1": {**replica, "registry_role": "storage",
+                     "registry_private_address": "10.0.0.20"}}
+    s = {name: load_or_exit(name, data, hosts) for name, data in hosts.items()}
+    assert s["reg1"].redis_address == "10.0.0.2:6379"
+    from regops.hostops.status import storage_state
+    assert storage_state(s["reg1"])["descriptor_cache"] == "redis on lb1"
+    config = yaml.safe_load(render.registry_config(s["reg1"], "x"))
+    assert config["storage"]["cache"] == {"blobdescriptor": "redis"}
+    password = store.redis_password(s["reg1"].secrets_root, "reg.example.com")
+    assert config["redis"]["addr"] == "10.0.0.2:6379" and config["redis"]["password"] == password
+    assert config["redis"]["dialtimeout"] == "1s"  # a dead redis is skipped, not waited for
+    conf = render.template("etc/redis/redis.conf", s["lb1"], redis_password=password)
+    assert "bind 10.0.0.2\n" in conf and f"requirepass {password}\n" in conf
+    assert 'save ""' in conf and "appendonly no" in conf and "maxmemory 256mb" in conf
+    assert "maxmemory-policy allkeys-lru" in conf and 'rename-command CONFIG ""' in conf
+    flush = render.template("usr/local/sbin/regops-redis-flush", s["lb1"])
+    assert "flushdb" in flush and password not in flush
+    plain = yaml.safe_load(render.registry_config(load("one", base_data, environ={}), "x"))
+    assert plain["storage"]["cache"] == {"blobdescriptor": "inmemory"} and "redis" not in plain
+    with pytest.raises(ConfigError, match=r"^one: registry_redis_host: a shared descriptor "
+                                          r"cache is for replicas on shared storage"):
+        load("one", {**base_data, "registry_redis_host": "one"}, environ={})
+    elsewhere = {**hosts, "reg1": {**hosts["reg1"], "registry_redis_host": "cache9"},
+                 "lb1": {**hosts["lb1"], "registry_redis_host": "cache9"},
+                 "st1": {**hosts["st1"], "registry_redis_host": "cache9"}}
+    with pytest.raises(SystemExit):
+        load_or_exit("reg1", elsewhere["reg1"], elsewhere)
+    assert capsys.readouterr().err == (
+        "regops: error: reg1: registry_redis_host: 'cache9' is no host of registry name "
+        "'reg.example.com' in this inventory\n")
+
+
 def test_volumes_lacking_a_copy_from_a_fix_replication_dry_run():
     from regops.registry.seaweedfs import under_replicated
 
