@@ -111,9 +111,14 @@ class Settings:
     def private_address(self) -> str:
         return str(self.data["registry_private_address"] or self.host)
 
+    @property
+    def me(self) -> Peer:
+        """This host as its peers see it."""
+        return Peer(self.host, self.role, self.private_address)
+
     def role_hosts(self, role: str) -> list[Peer]:
         """The hosts of this registry name with `role`, by host name (this one too)."""
-        me = [Peer(self.host, self.role, self.private_address)] if self.role == role else []
+        me = [self.me] if self.role == role else []
         return sorted([*me, *(p for p in self.peers if p.role == role)], key=lambda p: p.host)
 
     @property
@@ -127,9 +132,7 @@ class Settings:
         name = self.data["registry_redis_host"]
         if name is None:
             return None
-        if name == self.host:
-            return Peer(self.host, self.role, self.private_address)
-        return next((p for p in self.peers if p.host == name), None)
+        return next((p for p in (self.me, *self.peers) if p.host == name), None)
 
     @property
     def redis_address(self) -> str | None:

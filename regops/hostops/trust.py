@@ -157,8 +157,9 @@ def trust_check_command(target: TrustTarget) -> str:
             "auth": 'home=$(getent passwd "$(id -u)" | cut -d: -f6); '
             f'grep -qF {q(json.dumps(target.address))} "$home/.docker/config.json" '
             "&& echo yes || echo no",
-            # What the daemon uses now, not only what its file says.
-            "mirrors": "docker info --format '{{json .RegistryConfig.Mirrors}}'",
+            # What the daemon uses now, not only what its file says (a mirror only).
+            **({"mirrors": "docker info --format '{{json .RegistryConfig.Mirrors}}'"}
+               if target.mirror else {}),
         }
     )
 
