@@ -157,7 +157,9 @@ class Traffic:
 
     def __init__(self, lb: RegistryClient, seconds: float) -> None:
         self.lb, self.seconds = lb, seconds
-        self.events: list[tuple[float, str, bool, str]] = []
+        # (started, kind, ok, error, ended): a request in flight when a host dies
+        # started before the kill and may fail; one that ended before it may not.
+        self.events: list[tuple[float, str, bool, str, float]] = []
         self.acked: dict[str, str] = {}
         self.stop = threading.Event()
 
@@ -166,9 +168,10 @@ class Traffic:
             started = time.monotonic()
             try:
                 pull(self.lb, REPO, "1.0")
-                self.events.append((started, "pull", True, ""))
+                self.events.append((started, "pull", True, "", time.monotonic()))
             except Exception as error:  # noqa: BLE001 - every failure is the finding
-                self.events.append((started, "pull", False, str(error)[:200]))
+                self.events.append((started, "pull", False, str(error)[:200],
+                                    time.monotonic()))
                 time.sleep(0.2)
 
     def _pushes(self) -> None:
@@ -179,9 +182,10 @@ class Traffic:
             try:
                 pushed = push_image(self.lb, f"{REPO}-loop", f"n{n}", 64 * 1024)
                 self.acked[f"n{n}"] = pushed.digest
-                self.events.append((started, "push", True, ""))
+                self.events.append((started, "push", True, "", time.monotonic()))
             except Exception as error:  # noqa: BLE001
-                self.events.append((started, "push", False, str(error)[:200]))
+                self.events.append((started, "push", False, str(error)[:200],
+                                    time.monotonic()))
                 time.sleep(0.2)
 
     def __enter__(self) -> Traffic:
@@ -204,43 +208,70 @@ def test_a_stopped_replica_loses_no_push_and_pulls_recover(ha):
     name = _name(ha)
     lb = _client(ha["sb1"], name)
     victim = ha["sb2"]
-    with Traffic(lb, 30) as traffic:
-        time.sleep(5)
-        killed = time.monotonic()
-        subprocess.run(["docker", "kill", victim["container"]], check=True,
-                       capture_output=True)
-        time.sleep(25)
-    failures = [e for e in traffic.events if not e[2]]
-    after = [e for e in traffic.events if e[0] >= killed]
-    window = max((e[0] - killed for e in failures if e[0] >= killed), default=0.0)
-    report = {"failover_window_s": round(window, 1), "operations": len(traffic.events),
-              "failed": len(failures), "acked_pushes": len(traffic.acked)}
-    _report("failover", report)
-    assert [e for e in failures if e[0] < killed] == [], failures[:5]
-    assert window <= 10, (report, failures[-5:])
-    assert [e for e in after if e[0] > killed + window + 0.001 and not e[2]] == []
-    assert sum(1 for e in after if e[2] and e[0] > killed + 10) > 10, report
-    for tag, digest in traffic.acked.items():  # every acknowledged push is there
-        assert lb.digest(f"{REPO}-loop", tag) == digest, tag
+    try:
+        with Traffic(lb, 30) as traffic:
+            time.sleep(5)
+            killed = time.monotonic()
+            subprocess.run(["docker", "kill", victim["container"]], check=True,
+                           capture_output=True)
+            time.sleep(25)
+        failures = [e for e in traffic.events if not e[2]]
+        after = [e for e in traffic.events if e[0] >= killed]
+        window = max((e[0] - killed for e in failures if e[0] >= killed), default=0.0)
+        in_flight = [e for e in failures if e[0] < killed <= e[4]]
+        report = {"failover_window_s": round(window, 1), "operations": len(traffic.events),
+                  "failed": len(failures), "failed_in_flight": len(in_flight),
+                  "acked_pushes": len(traffic.acked)}
+        _report("failover", report)
+        assert [e for e in failures if e[4] < killed] == [], (failures[:5], _logs(ha))
+        assert window <= 10, (report, failures[-5:])
+        assert [e for e in after if e[0] > killed + window + 0.001 and not e[2]] == []
+        assert sum(1 for e in after if e[2] and e[0] > killed + 10) > 10, report
+        for tag, digest in traffic.acked.items():  # every acknowledged push is there
+            assert lb.digest(f"{REPO}-loop", tag) == digest, tag
+    except BaseException:
+        _bring_back(ha, victim, name)  # the later tests need every replica
+        raise
+    _bring_back(ha, victim, name)
 
-    # Back: the host boots its registry and front door, and the balancer takes it again.
+
+def _bring_back(ha: dict, victim: dict, name: str) -> None:
+    """The killed host boots its registry and front door, and the balancer takes it
+    again (a new deploy first if Docker gave it another address)."""
     subprocess.run(["docker", "start", victim["container"]], check=True, capture_output=True)
     now = {h["name"]: h for h in _status()["hosts"]}
-    if now["sb2"]["ip"] != victim["ip"]:  # Docker gave it another address: tell the LB
+    if now[victim["name"]]["ip"] != victim["ip"]:
         assert _deploy().returncode == 0
     deadline = time.monotonic() + 180
     while True:
         try:
-            if _client(now["sb2"], name).digest(REPO, "1.0"):
+            if _client(now[victim["name"]], name).digest(REPO, "1.0"):
                 break
         except Exception:  # noqa: BLE001 - still booting
-            assert time.monotonic() < deadline, "sb2 did not serve again"
+            assert time.monotonic() < deadline, f"{victim['name']} did not serve again"
             time.sleep(2)
     lb_host = ssh_host(ha["sb1"])
     deadline = time.monotonic() + 30
-    while "replicas/sb2 is UP" not in lb_host.check_output("journalctl -u haproxy -n 200"):
-        assert time.monotonic() < deadline, "the load balancer did not take sb2 back"
+    up = f"replicas/{victim['name']} is UP"
+    while up not in lb_host.check_output("journalctl -u haproxy -n 200"):
+        assert time.monotonic() < deadline, "the load balancer did not take it back"
         time.sleep(1)
+
+
+def _logs(ha: dict) -> str:
+    """The last errors of the replicas' registries and the storage host, for a failure
+    message: what the clients saw is a status code, the cause is here."""
+    out = []
+    for name in ("sb2", "sb3"):
+        h = ssh_host(ha[name])
+        out.append(f"--- {name} registry\n" + h.run(
+            "docker logs --since 5m registry 2>&1 | grep -i -E 'error|level=warn' "
+            "| tail -n 15").stdout)
+    for part in STORAGE:
+        out.append(f"--- {part} seaweedfs\n" + ssh_host(ha[part]).run(
+            "journalctl -u 'regops-seaweedfs@*' --since -5min -p warning -n 30 "
+            "--no-pager").stdout)
+    return "\n".join(out)[-6000:]
 
 
 def test_cluster_gc_under_load_loses_nothing_and_frees_the_bucket(ha):
