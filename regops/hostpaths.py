@@ -71,6 +71,11 @@ SEAWEEDFS_UNIT = "/etc/systemd/system/regops-seaweedfs@.service"
 SEAWEEDFS_OLD_UNIT = "/etc/systemd/system/regops-seaweedfs.service"
 
 
+# Three and more storage hosts: Debian's etcd on the master hosts, the filers' store.
+ETCD_DEFAULTS = "/etc/default/etcd"
+ETCD_DATA_DIR = "/var/lib/etcd/regops"
+
+
 def seaweedfs_args(part: str) -> str:
     # Not <part>.env: weed reads /etc/seaweedfs/<part>.<any config format> as its config.
     return f"{SEAWEEDFS_DIR}/regops-{part}.env"

