@@ -115,7 +115,7 @@ def check(inventory: str | None, limit: tuple[str, ...], only: tuple[str, ...],
         click.echo("then: systemctl daemon-reload && systemctl enable --now regops-check.timer")
         return
     try:
-        hosts = load_inventory(inventory, list(limit) or None)
+        hosts = load_inventory(inventory, list(limit) or None, roles=None)
     except Exception as error:  # noqa: BLE001 - inventories are Python: any error, one line
         why = " ".join(str(error).split()) or type(error).__name__
         raise UsageError(f"cannot load {inventory}: {why}") from None

@@ -20,7 +20,7 @@ from regops.compliance.probes import Probes
 from regops.config.checks import image_problem
 from regops.config.settings import CONTAINER_PORT, Settings
 from regops.hostpaths import FRONTDOOR_KEY, GC_CRON, GC_SCRIPT
-from regops.registry import endpoint
+from regops.registry import endpoint, seaweedfs
 from regops.secrets import pki
 
 
@@ -583,7 +583,8 @@ def _ago(delta: timedelta) -> str:
 
 
 def disk_free(c: Context) -> Verdict:
-    data_dir = c.s["registry_data_dir"]
+    key = "registry_seaweedfs_data_dir" if c.s.role == "storage" else "registry_data_dir"
+    data_dir = c.s[key]
     fields = c.facts.text("data_fs", f"{data_dir} is missing").split()
     try:
         total, available, _block = (int(x) for x in fields[:3])
@@ -595,6 +596,66 @@ def disk_free(c: Context) -> Verdict:
         return fail(f"{percent:.1f}% free on the file system of {data_dir} (threshold "
                     f"{threshold:g}%)", "delete images and run GC, or grow the disk")
     return ok(f"{percent:.1f}% free on the file system of {data_dir} (threshold {threshold:g}%)")
+
+
+# --- load balancers and storage hosts --------------------------------------------------
+
+UNWANTED_STORAGE_PORTS = (8181, 9101)  # weed's Iceberg and Lance servers, on by default
+
+
+def _storage_ports(s: Settings) -> dict[int, str]:
+    """Ports of a storage host that only the cluster, the balancer and replicas use."""
+    ports = {seaweedfs.MASTER_PORT: "master", seaweedfs.VOLUME_PORT: "volume",
+             seaweedfs.FILER_PORT: "filer", s["registry_seaweedfs_s3_port"]: "S3 gateway",
+             seaweedfs.ETCD_CLIENT_PORT: "etcd", seaweedfs.ETCD_PEER_PORT: "etcd peers"}
+    ports |= {p + seaweedfs.GRPC_OFFSET: f"{n} gRPC" for p, n in list(ports.items())
+              if n in ("master", "volume", "filer")}
+    return ports
+
+
+def role_services(c: Context) -> Verdict:
+    units = c.facts.units()
+    down = [f"{name} is {active}" if active != "active" else f"{name} is {enabled} at boot"
+            for name, active, enabled in units if active != "active" or enabled != "enabled"]
+    if down:
+        return fail("; ".join(down), "redeploy, or systemctl enable --now the service")
+    return ok(", ".join(name for name, _, _ in units) + ": running, enabled")
+
+
+def lb_config(c: Context) -> Verdict:
+    for path in (hostpaths.HAPROXY_CONFIG, hostpaths.HAPROXY_CA):
+        problem = _mode_problem(c.facts.stat(path), path, "root", {"root"}, 0o644)
+        if problem:
+            return fail(problem, f"redeploy, or chown root:root and chmod 0644 {path}")
+    return ok(f"{hostpaths.HAPROXY_CONFIG} and {hostpaths.HAPROXY_CA} root:root, 0644")
+
+
+def storage_identity(c: Context) -> Verdict:
+    return _file_check(c, hostpaths.SEAWEEDFS_S3_CONFIG, "root", {hostpaths.SEAWEEDFS_USER},
+                       0o640)
+
+
+def storage_unprivileged(c: Context) -> Verdict:
+    users = set(c.facts.text("weed_users", "cannot list processes").split())
+    if not users:
+        return fail("no weed process runs", "redeploy, or start regops-seaweedfs@<part>")
+    if users != {hostpaths.SEAWEEDFS_USER}:
+        return fail(f"weed runs as {', '.join(sorted(users))} (want only "
+                    f"{hostpaths.SEAWEEDFS_USER})", "redeploy: the units set User=")
+    return ok(f"every weed process runs as {hostpaths.SEAWEEDFS_USER}")
+
+
+def storage_private(c: Context) -> Verdict:
+    ports = _storage_ports(c.s)
+    open_ = listening(c.facts.text("listen", "cannot read /proc/net/tcp"))
+    wildcard = sorted({f"{ports[p]} on {a}:{p}" for a, p in open_
+                       if p in ports and a in ("0.0.0.0", "::")})
+    extra = sorted({f"{a}:{p}" for a, p in open_ if p in UNWANTED_STORAGE_PORTS})
+    if wildcard or extra:
+        return fail("; ".join([*wildcard, *(f"{e} (Iceberg/Lance catalog)" for e in extra)]),
+                    "redeploy: every part binds registry_private_address, catalogs off")
+    return ok(f"no storage port on a wildcard address (private address "
+              f"{c.s.private_address}); no catalog server")
 
 
 # --- the table --------------------------------------------------------------------------
@@ -723,6 +784,28 @@ CHECKS: list[Check] = [
     Check("host.disk-free", "The data directory's file system has free space above the "
           "threshold",
           "A full disk fails every push, and GC itself needs room.",
-          "regops (--disk-free-percent, default 10)", disk_free),
+          "regops (--disk-free-percent, default 10)", disk_free,
+          roles=("registry", "storage")),
+    Check("role.services", "A load balancer's or storage host's services run and start at "
+          "boot (haproxy; each SeaweedFS part, and etcd on a master host of three)",
+          "A stopped part is a replica, gateway or copy the cluster counts on and lacks.",
+          "regops", role_services, roles=("load_balancer", "storage")),
+    Check("lb.config", "The haproxy config and the CA it verifies replicas with are "
+          "root:root, 0644 or stricter",
+          "Whoever writes them picks where the registry's clients are sent.",
+          "regops", lb_config, roles=("load_balancer",)),
+    Check("storage.s3-identity", "The S3 gateway's identity is root:seaweedfs, 0640 or "
+          "stricter",
+          "It holds the replicas' S3 secret key: every image.",
+          "regops (as CIS Docker 1.6.0 §3.14 for key material)", storage_identity,
+          roles=("storage",)),
+    Check("storage.unprivileged", "SeaweedFS runs as its own user, not root",
+          "A flaw in a network service running as root is the host.",
+          "regops", storage_unprivileged, roles=("storage",)),
+    Check("storage.private-only", "No SeaweedFS or etcd port on a wildcard address, no "
+          "catalog server",
+          "None of them asks for credentials but the S3 gateway: the private address is "
+          "their boundary.",
+          "regops", storage_private, roles=("storage",)),
 ]
 CHECK_IDS = [c.id for c in CHECKS]

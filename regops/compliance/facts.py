@@ -18,6 +18,7 @@ from regops import hostpaths
 from regops.compliance.model import Unavailable
 from regops.config.settings import Settings
 from regops.hostops import remote
+from regops.hostops.status import role_services
 
 DOCKER_TIMEOUT = 30  # seconds for each docker call: a hung daemon must not hang the run
 
@@ -59,8 +60,36 @@ def certs_d(s: Settings) -> str:
     return hostpaths.certs_d(s.registry_address)
 
 
+def role_paths(s: Settings) -> list[str]:
+    """What a load balancer's or storage host's checks stat."""
+    if s.role == "load_balancer":
+        return [hostpaths.HAPROXY_CONFIG, hostpaths.HAPROXY_CA]
+    return [hostpaths.SEAWEEDFS_DIR, hostpaths.SEAWEEDFS_S3_CONFIG, hostpaths.WEED_BINARY,
+            s["registry_seaweedfs_data_dir"]]
+
+
+def role_sections(s: Settings, services: list[str]) -> dict[str, str]:
+    """A load balancer or storage host: its services, files, listening sockets, and for
+    a storage host who runs weed and the free space of its data directory."""
+    stat_format = "%n\t%F\t%U\t%G\t%u\t%g\t%a\t%Y\t%Z"
+    found = {
+        "now": "date +%s",
+        "units": "; ".join(f"echo {u} $(systemctl is-active {u}) $(systemctl is-enabled {u})"
+                           for u in services),
+        "stat": f"stat -L -c '{stat_format}' "
+                + " ".join(shlex.quote(p) for p in role_paths(s)) + " 2>/dev/null",
+        "listen": "cat /proc/net/tcp /proc/net/tcp6 2>/dev/null",
+    }
+    if s.role == "storage":
+        found["weed_users"] = "ps -C weed -o user= | sort -u"
+        found["data_fs"] = f"stat -f -c '%b %a %S' {shlex.quote(s['registry_seaweedfs_data_dir'])}"
+    return found
+
+
 def sections(s: Settings) -> dict[str, str]:
     """Section name -> shell command; each command only reads."""
+    if s.role != "registry":
+        return role_sections(s, role_services(s))
     d = s.data
     docker = f"timeout {DOCKER_TIMEOUT} docker"
     stat_format = "%n\t%F\t%U\t%G\t%u\t%g\t%a\t%Y\t%Z"
@@ -175,6 +204,12 @@ class HostFacts:
 
     def stat(self, path: str) -> Stat | None:
         return self.stats().get(path.rstrip("/"))
+
+    def units(self) -> list[tuple[str, str, str]]:
+        """(service, is-active, is-enabled) of a load balancer's or storage host's units."""
+        text = self.text("units", "cannot ask systemd")
+        return [(w[0], w[1] if len(w) > 1 else "unknown", w[2] if len(w) > 2 else "unknown")
+                for w in (line.split() for line in text.splitlines()) if w]
 
 
 def first_line(text: str) -> str:

@@ -70,6 +70,7 @@ class Check:
     reference: str
     run: Callable[[Any], Verdict] = field(repr=False, compare=False)
     side: str = "host"  # host: read over SSH; operator: probed from this machine
+    roles: tuple[str, ...] = ("registry",)  # the `registry_role`s it applies to
 
 
 @dataclass(frozen=True)

@@ -158,11 +158,13 @@ def markdown(checks: Sequence[Check]) -> str:
     def cell(text: str) -> str:
         return text.replace("|", "\\|")
 
-    lines = ["| ID | Checks | Why | Reference | Read from |", "|---|---|---|---|---|"]
+    lines = ["| ID | Checks | Why | Reference | Read from | Hosts |",
+             "|---|---|---|---|---|---|"]
     for c in checks:
         where = "host (SSH)" if c.side == "host" else "operator's machine"
+        roles = ", ".join(r.replace("_", " ") for r in c.roles)
         lines.append(f"| `{c.id}` | {cell(c.title)} | {cell(c.rationale)} | "
-                     f"{cell(c.reference)} | {where} |")
+                     f"{cell(c.reference)} | {where} | {roles} |")
     return "\n".join(lines) + "\n"
 
 

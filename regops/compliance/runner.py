@@ -10,20 +10,26 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from regops.compliance import facts as facts_mod
 from regops.compliance.checks import Context, Options
 from regops.compliance.model import Check, HostReport, Result, Run, Status, Unavailable
 from regops.compliance.probes import Probes, Target
-from regops.config.settings import ConfigError, Settings
+from regops.config.settings import ConfigError, Settings, check_replicas
 from regops.inventory import InventoryHost
 
 INVENTORY_CHECK = "inventory"
 
 
 def settings_without_secrets(h: InventoryHost) -> Settings:
-    return h.settings_without_secrets()
+    """The host's settings, and for a load balancer or storage host the other hosts of
+    its name (which parts a storage host runs depends on them)."""
+    s = h.settings_without_secrets()
+    if s.role != "registry" and h.peers is not None:
+        s = replace(s, peers=check_replicas(h.name, h.data, h.peers))
+    return s
 
 
 def run_check(check: Check, context: Context) -> Result:
@@ -42,12 +48,14 @@ def check_host(h: InventoryHost, checks: Sequence[Check], options: Options,
                connect: Callable[[InventoryHost], Any] | None = None) -> HostReport:
     try:
         s = settings_without_secrets(h)
-        target = Target.of(s)
+        target = (f"via {Target.of(s)}" if s.role == "registry"
+                  else f"its {s.role.replace('_', ' ')}")
     except (ConfigError, ValueError) as error:
         report = HostReport(h.name, "-")
         report.results.append(Result(h.name, INVENTORY_CHECK, "The host's inventory data is valid",
                                      "regops", Status.ERROR, f"cannot check: {error}"))
         return report
+    checks = [c for c in checks if s.role in c.roles]
     needs_host = any(c.side == "host" for c in checks)
     if needs_host:
         try:
@@ -58,7 +66,7 @@ def check_host(h: InventoryHost, checks: Sequence[Check], options: Options,
     else:
         snapshot = facts_mod.HostFacts(unreachable="not read (only operator-side checks chosen)")
     context = Context(s, snapshot, Probes(s), options)
-    report = HostReport(h.name, f"{s.registry_name} via {target}")
+    report = HostReport(h.name, f"{s.registry_name} {target}")
     report.results.extend(run_check(check, context) for check in checks)
     return report
 

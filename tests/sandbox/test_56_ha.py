@@ -177,6 +177,37 @@ def test_a_second_deploy_changes_nothing(ha):
     assert changed_ops(result.output) == 0, result.output[-6000:]
 
 
+def _check(*args: str) -> tuple[int, dict[str, dict[str, str]]]:
+    """`regops check --json` on the HA sandbox: exit code, and per host its checks'
+    states."""
+    result = regops("check", "-i", "inventories/sandbox.py", "--json", *args, check=False,
+                    env={"REGOPS_SANDBOX": HA})
+    assert result.returncode in (0, 1), result.stderr[-3000:]
+    doc = json.loads(result.stdout)
+    return result.returncode, {h["host"]: {r["id"]: r["status"] for r in h["results"]}
+                               for h in doc["hosts"]}
+
+
+def test_every_role_passes_its_compliance_checks(ha):
+    """`regops check` reads the balancer and the storage hosts too, each with its role's
+    checks, and a storage host's world-readable S3 identity fails."""
+    code, states = _check()
+    assert {h for h, rs in states.items() if any(v != "pass" for v in rs.values())} == set(), (
+        {h: {k: v for k, v in rs.items() if v != "pass"} for h, rs in states.items()})
+    assert code == 0
+    assert set(states["sb1"]) == {"role.services", "lb.config"}
+    assert {"role.services", "storage.s3-identity", "storage.unprivileged",
+            "storage.private-only", "host.disk-free"} == set(states["sb5"])
+    assert "container.running" in states["sb2"]  # a replica keeps the registry checks
+    sb5 = ssh_host(ha["sb5"])
+    sb5.check_output("chmod 0644 /etc/seaweedfs/s3.json")
+    try:
+        code, states = _check("--limit", "sb5")
+    finally:
+        sb5.check_output("chmod 0640 /etc/seaweedfs/s3.json")
+    assert code == 1 and states["sb5"]["storage.s3-identity"] == "fail"
+
+
 def test_a_storage_host_with_its_own_metadata_store_is_refused(ha):
     """A host whose filer kept the bucket's names in its own leveldb store (a former
     single storage host) would join the etcd-backed cluster with them unreachable: the
@@ -304,17 +335,17 @@ def _bring_back(ha: dict, victim: dict, name: str) -> None:
 def _logs(ha: dict) -> str:
     """The last errors of the replicas' registries and the storage host, for a failure
     message: what the clients saw is a status code, the cause is here."""
+    commands = {name: "docker logs --since 5m registry 2>&1 | grep -E '\" 5[0-9][0-9] |"
+                      "level.:.error' | grep -v 'unknown' | tail -n 15" for name in ("sb2", "sb3")}
+    commands |= {part: "journalctl -u 'regops-seaweedfs@*' -u etcd --since -5min -p warning "
+                       "-n 30 --no-pager" for part in STORAGE}
     out = []
-    for name in ("sb2", "sb3"):
-        h = ssh_host(ha[name])
-        out.append(f"--- {name} registry\n" + h.run(
-            "docker logs --since 5m registry 2>&1 | grep -i -E 'error|level=warn' "
-            "| tail -n 15").stdout)
-    for part in STORAGE:
-        out.append(f"--- {part} seaweedfs\n" + ssh_host(ha[part]).run(
-            "journalctl -u 'regops-seaweedfs@*' --since -5min -p warning -n 30 "
-            "--no-pager").stdout)
-    return "\n".join(out)[-6000:]
+    for name, command in commands.items():
+        try:  # a killed host does not answer: say so, keep the others
+            out.append(f"--- {name}\n{ssh_host(ha[name]).run(command).stdout}")
+        except Exception as error:  # noqa: BLE001
+            out.append(f"--- {name}: {str(error)[:200]}")
+    return "\n".join(out)[-8000:]
 
 
 def test_cluster_gc_under_load_loses_nothing_and_frees_the_bucket(ha):

@@ -88,7 +88,7 @@ def test_check_ids_are_unique_and_documented():
         assert c.side in ("host", "operator")
     table = report.markdown(CHECKS)
     assert all(f"| `{i}` |" in table for i in ids)
-    assert all(line.count(" | ") == 4 for line in table.splitlines()[2:])
+    assert all(line.count(" | ") == 5 for line in table.splitlines()[2:])
 
 
 # --- cron periods ------------------------------------------------------------------------------
@@ -745,3 +745,100 @@ def test_without_web_pages_the_root_is_404(base_data):
     assert checks.web_pages_protected(token_ctx(s, PageProbes(404, {}))).status is Status.PASS
     served = checks.web_pages_protected(token_ctx(s, PageProbes(200, _page_headers())))
     assert served.status is Status.FAIL and "registry_ui is off" in served.detail
+
+
+# --- load balancers and storage hosts ------------------------------------------------------------
+
+
+def _cluster_hosts(base_data: dict) -> dict[str, InventoryHost]:
+    """A name with a balancer, a replica and three storage hosts, as load_inventory gives."""
+    shared = {**base_data, "registry_storage": "s3", "registry_s3_bucket": "images",
+              "registry_gc_enabled": False}
+    every = {"lb1": {**shared, "registry_role": "load_balancer",
+                     "registry_private_address": "10.0.0.2"},
+             "reg1": {**shared, "registry_private_address": "10.0.0.11"}}
+    for i in (1, 2, 3):
+        every[f"st{i}"] = {**shared, "registry_role": "storage",
+                           "registry_private_address": f"10.0.0.2{i}"}
+    return {name: InventoryHost(name, data, peers=every) for name, data in every.items()}
+
+
+def _tcp(address: str, port: int) -> str:
+    """One listening line of /proc/net/tcp."""
+    raw = bytes(int(x) for x in address.split("."))
+    return (f"   0: {raw[::-1].hex().upper()}:{port:04X} 00000000:0000 0A 00000000:00000000 "
+            "00:00000000 0")
+
+
+def _storage_snapshot(**overrides: Any) -> facts.HostFacts:
+    sections = {
+        "now": (0, str(NOW)),
+        "units": (0, "regops-seaweedfs@master active enabled\n"
+                     "regops-seaweedfs@volume active enabled\n"
+                     "regops-seaweedfs@filer active enabled\netcd active enabled"),
+        "stat": (0, stat_line("/etc/seaweedfs/s3.json", group="seaweedfs", gid=5002,
+                              mode="640")),
+        "listen": (0, "\n".join(_tcp("10.0.0.21", p) for p in (9333, 8080, 8888, 8333, 2379))
+                   + "\n" + _tcp("0.0.0.0", 22)),
+        "weed_users": (0, "seaweedfs"),
+        "data_fs": (0, "1000 500 4096"),
+    }
+    sections.update(overrides)
+    return facts.HostFacts(sections=sections)
+
+
+def test_each_role_gets_its_own_checks_and_snapshot(base_data):
+    hosts = _cluster_hosts(base_data)
+    st1 = runner.settings_without_secrets(hosts["st1"])
+    assert st1.storage.shared_store  # the peers are there: it knows it is a master host
+    commands = facts.sections(st1)
+    assert "systemctl is-active etcd" in commands["units"]
+    assert "docker" not in " ".join(commands.values())  # a storage host runs no Docker
+    assert "s3.json" in commands["stat"] and not any(
+        c.startswith("cat") and "s3.json" in c for c in commands.values())  # stat only
+
+    def snapshot_of(name: str) -> Any:
+        def run(command: str) -> Any:
+            texts = {"lb1": {"units": "haproxy active enabled",
+                             "stat": "\n".join([stat_line("/etc/haproxy/haproxy.cfg"),
+                                                stat_line("/etc/haproxy/regops-ca.crt")]),
+                             "listen": _tcp("0.0.0.0", 5000)},
+                     "st1": {k: v for k, (_, v) in _storage_snapshot().sections.items()}}[name]
+            texts.setdefault("now", str(NOW))
+            out = "".join(f"{remote.SECTION_MARK} {k}\n{v}\n\n{remote.RC_MARK} {k} 0\n"
+                          for k, v in texts.items())
+            return SimpleNamespace(stdout=out, stderr="")
+        return SimpleNamespace(run=run)
+
+    for name, expected in (("lb1", {"role.services", "lb.config"}),
+                           ("st1", {"role.services", "storage.s3-identity", "host.disk-free",
+                                    "storage.unprivileged", "storage.private-only"})):
+        report_ = runner.check_host(hosts[name], CHECKS, Options(),
+                                    connect=lambda h: snapshot_of(h.name))
+        assert {r.check_id for r in report_.results} == expected, name
+        assert all(r.status is Status.PASS for r in report_.results), report_.results
+        assert report_.target.startswith("reg.example.com its ")
+
+
+def test_storage_checks_fail_on_what_they_guard(base_data):
+    st1 = runner.settings_without_secrets(_cluster_hosts(base_data)["st1"])
+
+    def verdict(check: Any, **overrides: Any) -> Any:
+        return check(ctx(st1, _storage_snapshot(**overrides)))
+
+    stopped = verdict(checks.role_services, units=(0, "regops-seaweedfs@volume active enabled\n"
+                                                      "etcd failed enabled"))
+    assert stopped.status is Status.FAIL and stopped.detail == "etcd is failed"
+    off = verdict(checks.role_services, units=(0, "haproxy active disabled"))
+    assert off.detail == "haproxy is disabled at boot"
+    world = verdict(checks.storage_identity, stat=(0, stat_line(
+        "/etc/seaweedfs/s3.json", group="seaweedfs", gid=5002, mode="644")))
+    assert world.status is Status.FAIL and "mode 0644" in world.detail
+    root = verdict(checks.storage_unprivileged, weed_users=(0, "root\nseaweedfs"))
+    assert root.status is Status.FAIL and "weed runs as root, seaweedfs" in root.detail
+    wide = verdict(checks.storage_private, listen=(0, _tcp("0.0.0.0", 2379) + "\n"
+                                                   + _tcp("10.0.0.21", 9101)))
+    assert wide.status is Status.FAIL
+    assert "etcd on 0.0.0.0:2379" in wide.detail and "10.0.0.21:9101" in wide.detail
+    full = verdict(checks.disk_free, data_fs=(0, "1000 50 4096"))
+    assert full.status is Status.FAIL and "/var/lib/seaweedfs" in full.detail
