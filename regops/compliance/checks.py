@@ -600,17 +600,13 @@ def disk_free(c: Context) -> Verdict:
 
 # --- load balancers and storage hosts --------------------------------------------------
 
-UNWANTED_STORAGE_PORTS = (8181, 9101)  # weed's Iceberg and Lance servers, on by default
-
-
 def _storage_ports(s: Settings) -> dict[int, str]:
     """Ports of a storage host that only the cluster, the balancer and replicas use."""
-    ports = {seaweedfs.MASTER_PORT: "master", seaweedfs.VOLUME_PORT: "volume",
-             seaweedfs.FILER_PORT: "filer", s["registry_seaweedfs_s3_port"]: "S3 gateway",
-             seaweedfs.ETCD_CLIENT_PORT: "etcd", seaweedfs.ETCD_PEER_PORT: "etcd peers"}
-    ports |= {p + seaweedfs.GRPC_OFFSET: f"{n} gRPC" for p, n in list(ports.items())
-              if n in ("master", "volume", "filer")}
-    return ports
+    parts = {seaweedfs.MASTER_PORT: "master", seaweedfs.VOLUME_PORT: "volume",
+             seaweedfs.FILER_PORT: "filer"}
+    return {**parts, **{p + seaweedfs.GRPC_OFFSET: f"{n} gRPC" for p, n in parts.items()},
+            s["registry_seaweedfs_s3_port"]: "S3 gateway",
+            seaweedfs.ETCD_CLIENT_PORT: "etcd", seaweedfs.ETCD_PEER_PORT: "etcd peers"}
 
 
 def role_services(c: Context) -> Verdict:
@@ -650,7 +646,7 @@ def storage_private(c: Context) -> Verdict:
     open_ = listening(c.facts.text("listen", "cannot read /proc/net/tcp"))
     wildcard = sorted({f"{ports[p]} on {a}:{p}" for a, p in open_
                        if p in ports and a in ("0.0.0.0", "::")})
-    extra = sorted({f"{a}:{p}" for a, p in open_ if p in UNWANTED_STORAGE_PORTS})
+    extra = sorted({f"{a}:{p}" for a, p in open_ if p in seaweedfs.CATALOG_PORTS})
     if wildcard or extra:
         return fail("; ".join([*wildcard, *(f"{e} (Iceberg/Lance catalog)" for e in extra)]),
                     "redeploy: every part binds registry_private_address, catalogs off")

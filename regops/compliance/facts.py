@@ -60,6 +60,21 @@ def certs_d(s: Settings) -> str:
     return hostpaths.certs_d(s.registry_address)
 
 
+LISTEN_COMMAND = "cat /proc/net/tcp /proc/net/tcp6 2>/dev/null"  # for listening()
+STAT_FORMAT = "%n\t%F\t%U\t%G\t%u\t%g\t%a\t%Y\t%Z"  # what parse_stat reads
+
+
+def stat_command(paths: list[str]) -> str:
+    """Owner, mode and times of `paths` (the missing ones left out), for parse_stat."""
+    return (f"stat -L -c '{STAT_FORMAT}' " + " ".join(shlex.quote(p) for p in paths)
+            + " 2>/dev/null")
+
+
+def free_space_command(directory: str) -> str:
+    """Blocks, available blocks and block size of `directory`'s file system (disk_free)."""
+    return f"stat -f -c '%b %a %S' {shlex.quote(directory)}"
+
+
 def role_paths(s: Settings) -> list[str]:
     """What a load balancer's or storage host's checks stat."""
     if s.role == "load_balancer":
@@ -71,18 +86,16 @@ def role_paths(s: Settings) -> list[str]:
 def role_sections(s: Settings, services: list[str]) -> dict[str, str]:
     """A load balancer or storage host: its services, files, listening sockets, and for
     a storage host who runs weed and the free space of its data directory."""
-    stat_format = "%n\t%F\t%U\t%G\t%u\t%g\t%a\t%Y\t%Z"
     found = {
         "now": "date +%s",
         "units": "; ".join(f"echo {u} $(systemctl is-active {u}) $(systemctl is-enabled {u})"
                            for u in services),
-        "stat": f"stat -L -c '{stat_format}' "
-                + " ".join(shlex.quote(p) for p in role_paths(s)) + " 2>/dev/null",
-        "listen": "cat /proc/net/tcp /proc/net/tcp6 2>/dev/null",
+        "stat": stat_command(role_paths(s)),
+        "listen": LISTEN_COMMAND,
     }
     if s.role == "storage":
         found["weed_users"] = "ps -C weed -o user= | sort -u"
-        found["data_fs"] = f"stat -f -c '%b %a %S' {shlex.quote(s['registry_seaweedfs_data_dir'])}"
+        found["data_fs"] = free_space_command(s["registry_seaweedfs_data_dir"])
     return found
 
 
@@ -92,7 +105,6 @@ def sections(s: Settings) -> dict[str, str]:
         return role_sections(s, role_services(s))
     d = s.data
     docker = f"timeout {DOCKER_TIMEOUT} docker"
-    stat_format = "%n\t%F\t%U\t%G\t%u\t%g\t%a\t%Y\t%Z"
     return {
         "now": "date +%s",
         "docker_info": f"{docker} info --format '{{{{json .}}}}'",
@@ -102,8 +114,7 @@ def sections(s: Settings) -> dict[str, str]:
                      f"{shlex.quote(d['registry_container_name'])}",
         "image": f"{docker} image inspect --format '{{{{.Id}}}}' "
                  f"{shlex.quote(d['registry_image'])}",
-        "stat": f"stat -L -c '{stat_format}' "
-                + " ".join(shlex.quote(p) for p in paths_to_stat(s)) + " 2>/dev/null",
+        "stat": stat_command(paths_to_stat(s)),
         "certs_d_files": f"find {shlex.quote(certs_d(s))} -mindepth 1 -maxdepth 1 "
                          f"-printf '%p\\t%y\\t%u\\t%g\\t%U\\t%G\\t%m\\n'",
         "gc_state": f"cat {hostpaths.GC_STATE}",
@@ -113,8 +124,8 @@ def sections(s: Settings) -> dict[str, str]:
         "token_unit": "systemctl show regops-token -p "
                       + ",".join(TOKEN_UNIT_PROPERTIES),
         "frontdoor_mode": f"readlink {hostpaths.FRONTDOOR_MODE_LINK}",
-        "data_fs": f"stat -f -c '%b %a %S' {shlex.quote(d['registry_data_dir'])}",
-        "listen": "cat /proc/net/tcp /proc/net/tcp6 2>/dev/null",
+        "data_fs": free_space_command(d["registry_data_dir"]),
+        "listen": LISTEN_COMMAND,
     }
 
 

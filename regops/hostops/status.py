@@ -175,11 +175,9 @@ def role_services(s: Settings) -> list[str]:
     """The systemd services a load balancer or storage host runs."""
     if s.role == "load_balancer":
         return ["haproxy"]
-    master = s.storage.runs_master(s.private_address)
-    parts = [f"regops-seaweedfs@{part}" for part in seaweedfs.PARTS
-             if part != "master" or master]
+    parts = [f"regops-seaweedfs@{part}" for part in s.storage.parts(s.private_address)]
     # The filers' shared store: an etcd member on each master host of a cluster.
-    return parts + ["etcd"] if master and s.storage.shared_store else parts
+    return parts + ["etcd"] if s.storage.runs_etcd(s.private_address) else parts
 
 
 def role_entry(host: str, s: Settings, remote: str, check: dict[str, Any] | None

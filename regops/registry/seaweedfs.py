@@ -30,8 +30,9 @@ VOLUME_SIZE_LIMIT_MB = 1024
 # The parts `weed` runs as one systemd instance each (`regops-seaweedfs@<part>`).
 PARTS = ("master", "volume", "filer")
 # Off on every part: weed reports to telemetry.seaweedfs.com by default, and its S3
-# gateway opens an Iceberg catalog and a Lance namespace server on fixed ports (8181,
-# 9101, on every address) nobody asked for.
+# gateway opens an Iceberg catalog and a Lance namespace server on fixed ports
+# (CATALOG_PORTS, on every address) nobody asked for.
+CATALOG_PORTS = (8181, 9101)
 SAFE_FLAGS = {"master": ["-telemetry=false"], "volume": [],
               "filer": ["-s3.port.iceberg=0", "-s3.port.lance=0"]}
 # The same for `weed server`, all parts in one process (the tests' one-node stores).
@@ -65,6 +66,14 @@ class Cluster:
 
     def runs_master(self, address: str) -> bool:
         return address in self.masters
+
+    def parts(self, address: str) -> tuple[str, ...]:
+        """The parts the host at `address` runs: a master only on the first three."""
+        return tuple(p for p in PARTS if p != "master" or self.runs_master(address))
+
+    def runs_etcd(self, address: str) -> bool:
+        """A member of the filers' shared store: a master host of three and more."""
+        return self.shared_store and self.runs_master(address)
 
     @property
     def shared_store(self) -> bool:

@@ -135,9 +135,8 @@ def apply(s: Settings) -> None:
     )
     systemd.daemon_reload(name="Make systemd read regops-seaweedfs@.service again",
                           _if=unit.did_change)
-    parts = [p for p in seaweedfs.PARTS
-             if p != "master" or cluster.runs_master(s.private_address)]
-    if cluster.shared_store and "master" in parts:
+    parts = cluster.parts(s.private_address)
+    if cluster.runs_etcd(s.private_address):
         shared_store(s)
     for part in parts:
         args = files.put(
