@@ -1,1 +1,1 @@
-regops/deploys/site.py
+regops/deploy/site.py

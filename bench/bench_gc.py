@@ -23,7 +23,7 @@ from typing import Any
 from regops.cli.images import pick_host
 from regops.hostops.gc import run_gc
 from regops.registry.endpoint import login_client
-from regops.registry.load import Load, push, verify
+from regops.sandbox.load import Load, push, verify
 from regops.util import human_bytes
 
 

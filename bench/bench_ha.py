@@ -30,7 +30,7 @@ from regops.hostops.remote import load_hosts
 from regops.inventory import InventoryHost
 from regops.registry.client import RegistryClient
 from regops.registry.endpoint import login_client
-from regops.registry.load import Refused, pull, push
+from regops.sandbox.load import Refused, pull, push
 
 INVENTORY = "inventories/sandbox.py"
 MIB = 1024 * 1024

@@ -30,7 +30,7 @@ from pathlib import Path
 from regops.registry.images import push_image
 from regops_token.backend import Backend
 from regops_token.catalog import Catalog
-from tests.stack import Stack, WebClient, _Bearer
+from tests.support.stack import Stack, WebClient, _Bearer
 
 TARGET_MS = 1000.0
 

@@ -3,7 +3,7 @@ schedule next fires (the web pages say when deleted space comes back, at the nex
 GC; `regops check` how long GC may go without running). Numbers, `*`, ranges,
 lists, steps, names and the @macros; when both day of month and day of week are
 restricted, a day matching either one fires. Validation is `regops`'s
-(`regops.config.checks.cron_problem`): schedules reach here checked.
+(`regops.config.validators.cron_problem`): schedules reach here checked.
 """
 
 from __future__ import annotations

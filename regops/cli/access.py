@@ -14,13 +14,13 @@ from typing import Any
 
 import click
 
-from regops import hostpaths, paths
+from regops import hostpaths
 from regops.cli.common import emit_json, fail, inventory_option, json_option, limit_option
 from regops.cli.images import pick_host
 from regops.errors import RegopsError, UsageError
 from regops.hostops.remote import checked, load_hosts, load_settings, q, run_remote
 from regops.registry.retention import PolicyError, parse_duration
-from regops.secrets import store
+from regops.secrets import paths, store
 from regops.util import table
 from regops_token.rules import ACTIONS, Subject, pattern_problem
 
@@ -110,7 +110,7 @@ def robots_list(inventory: str, limit: tuple[str, ...], as_json: bool) -> None:
 
 
 def _robot_change(inventory: str, limit: tuple[str, ...], name: str, revoke: bool) -> None:
-    from regops.deploys import USERS_DEPLOY
+    from regops.deploy import USERS_DEPLOY
     from regops.hostops.remote import pyinfra_tail, run_pyinfra
 
     pairs = load_settings(load_hosts(inventory, limit))

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import click
 
-from regops.compliance import report, runner, units
+from regops.compliance import report, runner, schedule
 from regops.compliance.checks import CHECKS, Options
 from regops.compliance.model import select, split_ids
 from regops.errors import UsageError
@@ -107,10 +107,10 @@ def check(inventory: str | None, limit: tuple[str, ...], only: tuple[str, ...],
     if write_units:
         args = _unit_args(inventory, limit, only_ids, skip_ids, options, accept_limitations,
                           junit, prometheus)
-        rendered = units.render(args, inventory=os.path.abspath(inventory), workdir=os.getcwd(),
+        rendered = schedule.render(args, inventory=os.path.abspath(inventory), workdir=os.getcwd(),
                                 user=unit_user or getpass.getuser(), calendar=unit_calendar,
                                 prometheus=prometheus and os.path.abspath(prometheus))
-        for path in units.write(rendered, write_units):
+        for path in schedule.write(rendered, write_units):
             click.echo(f"wrote {path}")
         click.echo("then: systemctl daemon-reload && systemctl enable --now regops-check.timer")
         return

@@ -13,7 +13,7 @@ import sys
 import click
 
 from regops.cli.common import inventory_option
-from regops.deploys import SITE_DEPLOY
+from regops.deploy import SITE_DEPLOY
 from regops.errors import UsageError
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import click
 
+from regops.sandbox.build import ensure_base_images, ensure_registry_image
 from regops.sandbox.docker import require_docker
 from regops.sandbox.hosts import down, format_table, status, up
-from regops.sandbox.images import ensure_base_images, ensure_registry_image
 from regops.sandbox.model import (
     DEFAULT_DISTRO,
     DISTROS,
@@ -107,7 +107,7 @@ def down_cmd(name: str) -> None:
 @_name_option
 def verify_cmd(name: str) -> None:
     """Prove each deployed sandbox registry works: TLS, login, push, pull, 401."""
-    from regops.registry.verify import push_pull
+    from regops.sandbox.verify import push_pull
 
     doc = status(name)
     for h in doc["hosts"]:

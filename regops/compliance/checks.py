@@ -17,11 +17,12 @@ from regops.compliance import cron, tls
 from regops.compliance.facts import HostFacts, Stat, certs_d, listening
 from regops.compliance.model import Check, Status, Unavailable, Verdict, fail, ok
 from regops.compliance.probes import Probes
-from regops.config.checks import image_problem
 from regops.config.settings import CONTAINER_PORT, Settings
+from regops.config.validators import image_problem
 from regops.hostpaths import FRONTDOOR_KEY, GC_CRON, GC_SCRIPT
-from regops.registry import endpoint, seaweedfs
+from regops.registry import endpoint
 from regops.secrets import pki
+from regops.storage import seaweedfs
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
-from regops.config.checks import cron_problem
+from regops.config.validators import cron_problem
 from regops_token import cron
 
 # Eight years from a leap year: covers every weekday/leap-day combination that can recur.

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from regops.config.checks import (
+from regops.config.validators import (
     DOCKER_MIN_MEMORY,
     Check,
     boolean,

@@ -17,12 +17,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from regops import paths
-from regops.config.checks import image_tag
 from regops.config.keys import ACCOUNT, DEFAULTS, KEY_NAMES, KEYS, user_list
+from regops.config.validators import image_tag
 from regops.errors import UsageError
-from regops.registry import s3, seaweedfs
-from regops.secrets import pki, store
+from regops.secrets import paths, pki, store
+from regops.storage import s3, seaweedfs
 from regops_token.rules import Policy, RuleError, parse_policy
 
 CONFIG_DIR_IN_CONTAINER = {2: "/etc/docker/registry", 3: "/etc/distribution"}

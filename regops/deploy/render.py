@@ -16,9 +16,9 @@ from typing import Any
 import jinja2
 
 from regops import hostpaths
-from regops.config.checks import duration_seconds
 from regops.config.keys import INTERMEDIATE_CURVES
 from regops.config.settings import CONTAINER_PORT, DATA_DIR_IN_CONTAINER, Settings
+from regops.config.validators import duration_seconds
 from regops.secrets import store
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"

@@ -16,14 +16,14 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from regops import hostpaths, paths
+from regops import hostpaths
 from regops.config.settings import Settings
-from regops.deploys import SITE_DEPLOY
+from regops.deploy import SITE_DEPLOY
 from regops.errors import RegopsError, UsageError
 from regops.hostops.remote import pyinfra_tail, run_pyinfra, run_remote, summarize
 from regops.inventory import InventoryHost
 from regops.registry import endpoint
-from regops.secrets import pki
+from regops.secrets import paths, pki
 from regops.util import parallel_all
 
 

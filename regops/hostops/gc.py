@@ -13,7 +13,7 @@ from typing import Any
 from regops import hostpaths
 from regops.hostops.remote import RegopsError, run_remote, script, summarize, texts
 from regops.inventory import InventoryHost
-from regops.registry import s3
+from regops.storage import s3
 from regops.util import parallel_all, parse_time
 
 GC_FIELDS = ("time", "result", "exit_code", "bytes_freed", "blobs_deleted", "blob_bytes_freed",

@@ -15,9 +15,9 @@ from regops.hostops.certs import file_cert, host_cert_command, served_cert
 from regops.hostops.gc import parse_gc_state
 from regops.hostops.remote import q, run_remote, script, summarize, texts
 from regops.inventory import InventoryHost
-from regops.registry import seaweedfs
 from regops.registry.client import RegistryError
 from regops.registry.endpoint import api_client
+from regops.storage import seaweedfs
 from regops.util import parallel_all
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from regops import hostpaths
 from regops.config.settings import Settings
-from regops.deploys import TRUST_DEPLOY
+from regops.deploy import TRUST_DEPLOY
 from regops.errors import RegopsError, UsageError
 from regops.hostops.remote import (
     load_hosts,
@@ -116,10 +116,10 @@ def trust_target(inventory: str, registry: str | None, user: str | None,
 
 
 def trust_target_from_env() -> TrustTarget:
-    """For deploys/trust.py: which registry and user, from the environment regops sets."""
+    """For deploy/trust.py: which registry and user, from the environment regops sets."""
     missing = [k for k in TRUST_ENV[:2] if not os.environ.get(k)]
     if missing:
-        raise UsageError(f"deploys/trust.py needs {', '.join(missing)} (run `regops trust`)")
+        raise UsageError(f"deploy/trust.py needs {', '.join(missing)} (run `regops trust`)")
     mirror = {"1": True, "0": False}.get(os.environ.get("REGOPS_TRUST_MIRROR", ""))
     return trust_target(str(Path(os.environ["REGOPS_TRUST_INVENTORY"]).resolve()),
                         os.environ["REGOPS_TRUST_REGISTRY"],

@@ -10,15 +10,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from regops import paths
 from regops.config.settings import Settings, cli_users, user_names
-from regops.deploys import USERS_DEPLOY
+from regops.deploy import USERS_DEPLOY
 from regops.errors import RegopsError, UsageError
 from regops.hostops.remote import checked, load_settings, pyinfra_tail, run_pyinfra, summarize
 from regops.inventory import InventoryHost
 from regops.registry.client import RegistryError
 from regops.registry.endpoint import api_client
-from regops.secrets import store
+from regops.secrets import paths, store
 from regops.util import parallel_all
 
 

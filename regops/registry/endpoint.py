@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from regops import paths
 from regops.config.settings import Settings
 from regops.errors import RegopsError, UsageError
 from regops.registry.client import RegistryClient
+from regops.secrets import paths
 
 
 def ca_file(s: Settings) -> str | None:

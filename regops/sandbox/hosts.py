@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from regops import paths
+from regops.sandbox.build import ensure_base_images, ensure_registry_image
 from regops.sandbox.docker import (
     container_ip,
     free_port,
@@ -24,7 +24,6 @@ from regops.sandbox.docker import (
     reserved_ports,
     run,
 )
-from regops.sandbox.images import ensure_base_images, ensure_registry_image
 from regops.sandbox.model import (
     ACCESS_DATA,
     DEFAULT_DISTRO,
@@ -47,7 +46,7 @@ from regops.sandbox.model import (
     secrets_dir,
     validate_name,
 )
-from regops.secrets import store
+from regops.secrets import paths, store
 
 
 def run_argv(spec: HostSpec, ssh_port: int, registry_port: int) -> list[str]:

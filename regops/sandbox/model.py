@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from regops import paths
 from regops.errors import RegopsError
+from regops.secrets import paths
 
 DISTROS = ("bookworm", "trixie")
 DEFAULT_DISTRO = "bookworm"

@@ -1,6 +1,6 @@
 """Operator-side secrets: passwords, the registry's http secret, the htpasswd pepper.
 
-Everything is stored below the secrets directory (see `regops.paths`) with
+Everything is stored below the secrets directory (see `regops.secrets.paths`) with
 mode 0600 in 0700 directories, so a re-run reuses the same values and a
 deploy stays idempotent. Nothing here prints or logs a secret.
 """
@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from regops import paths
+from regops.secrets import paths
 
 PEPPER_FILE = "htpasswd_salt_key"
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.sandbox.conftest import Deploy, secret_values
+from tests.support.sandbox import Deploy, secret_values
 
 pytestmark = pytest.mark.sandbox
 

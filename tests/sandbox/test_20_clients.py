@@ -12,10 +12,10 @@ import threading
 
 import pytest
 
-from regops.registry import oci
 from regops.registry.client import RegistryError
+from regops.sandbox import oci
 from regops.secrets import pki
-from tests.sandbox.conftest import (
+from tests.support.sandbox import (
     assert_blobs_hash_to_their_digests,
     client,
     demo_password,

@@ -28,27 +28,21 @@ from typing import Any
 
 import pytest
 
-from regops import paths
-from regops.registry import oci
 from regops.registry.skopeo import write_authfile
-from tests.sandbox.conftest import (
+from regops.sandbox import oci
+from regops.secrets import paths
+from tests.support.sandbox import (
     ROOT,
     SANDBOX,
     client,
+    password,
+    secrets_root,
     ssh_host,
 )
 
 pytestmark = pytest.mark.sandbox
 
 INVENTORY = "inventories/sandbox.py"
-
-
-def secrets_root(h: dict) -> Path:
-    return Path(h["ca_path"]).parents[2]
-
-
-def password(h: dict, user: str) -> str:
-    return paths.password_path(secrets_root(h), h["registry_name"], user).read_text().strip()
 
 
 def robot_secret(h: dict, robot: str) -> str:

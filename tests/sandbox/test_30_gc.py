@@ -10,11 +10,11 @@ import time
 
 import pytest
 
-from regops.registry import oci
-from regops.registry.load import Load
-from regops.registry.load import push as push_image
 from regops.registry.prune import listed_tags
-from tests.sandbox.conftest import (
+from regops.sandbox import oci
+from regops.sandbox.load import Load
+from regops.sandbox.load import push as push_image
+from tests.support.sandbox import (
     assert_blobs_hash_to_their_digests,
     assert_gc_load_lost_nothing,
     client,

@@ -23,8 +23,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from regops.registry import images
-from tests.sandbox.conftest import ROOT, client
-from tests.sandbox.test_25_access import password
+from tests.support.sandbox import ROOT, client, password
 
 pytestmark = pytest.mark.sandbox
 

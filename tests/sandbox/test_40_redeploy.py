@@ -19,15 +19,14 @@ from contextlib import contextmanager
 
 import pytest
 
-from regops import paths
 from regops.config.settings import load
 from regops.hostops.certs import served_certificate
 from regops.registry.client import RegistryError
-from regops.registry.load import pull
-from regops.registry.load import push as push_image
 from regops.sandbox.hosts import inventory_hosts
-from regops.secrets import pki
-from tests.sandbox.conftest import (
+from regops.sandbox.load import pull
+from regops.sandbox.load import push as push_image
+from regops.secrets import paths, pki
+from tests.support.sandbox import (
     changed_ops,
     client,
     demo_password,

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from regops.registry import oci
-from tests.sandbox.conftest import (
+from regops.sandbox import oci
+from tests.support.sandbox import (
     IN_CI,
     ROOT,
     SANDBOX,

@@ -19,8 +19,9 @@ from typing import Any
 
 import pytest
 
-from regops.registry import images, oci
-from tests.sandbox.conftest import (
+from regops.registry import images
+from regops.sandbox import oci
+from tests.support.sandbox import (
     ROOT,
     SANDBOX,
     assert_blobs_hash_to_their_digests,

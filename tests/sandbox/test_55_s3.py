@@ -20,8 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from regops.registry import oci, s3, seaweedfs
-from tests.sandbox.conftest import (
+from regops.sandbox import oci
+from regops.storage import s3, seaweedfs
+from tests.support.sandbox import (
     Deploy,
     assert_blobs_hash_to_their_digests,
     changed_ops,

@@ -21,14 +21,15 @@ from typing import Any
 
 import pytest
 
-from regops import paths
-from regops.registry import oci, s3, seaweedfs
 from regops.registry.client import RegistryClient
-from regops.registry.load import Load, pull
-from regops.registry.load import push as push_image
 from regops.registry.skopeo import copy
+from regops.sandbox import oci
+from regops.sandbox.load import Load, pull
+from regops.sandbox.load import push as push_image
 from regops.sandbox.model import secrets_dir
-from tests.sandbox.conftest import (
+from regops.secrets import paths
+from regops.storage import s3, seaweedfs
+from tests.support.sandbox import (
     assert_blobs_hash_to_their_digests,
     assert_gc_load_lost_nothing,
     changed_ops,

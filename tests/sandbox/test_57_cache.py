@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from regops import paths
-from regops.registry import oci
+from regops.sandbox import oci
 from regops.sandbox.model import secrets_dir
-from tests.sandbox.conftest import (
+from regops.secrets import paths
+from tests.support.sandbox import (
     SANDBOX,
     Deploy,
     assert_blobs_hash_to_their_digests,

@@ -17,11 +17,10 @@ from typing import Any
 
 import pytest
 
-from regops import paths
 from regops.hostops.certs import served_certificate
-from regops.registry import oci
-from regops.secrets import pki
-from tests.sandbox.conftest import (
+from regops.sandbox import oci
+from regops.secrets import paths, pki
+from tests.support.sandbox import (
     ROOT,
     SANDBOX,
     client,

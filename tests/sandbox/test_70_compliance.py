@@ -25,7 +25,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
-from tests.sandbox.conftest import ROOT, SANDBOX, client, deploy, regops, ssh_host
+from tests.support.sandbox import ROOT, SANDBOX, client, deploy, regops, ssh_host
 
 pytestmark = pytest.mark.sandbox
 

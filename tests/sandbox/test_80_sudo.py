@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from tests.sandbox.conftest import ROOT, SANDBOX, regops, ssh_host
+from tests.support.sandbox import ROOT, SANDBOX, regops, ssh_host
 
 pytestmark = pytest.mark.sandbox
 

@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from regops.registry.load import pull
-from tests.sandbox.conftest import client, ssh_host
+from regops.sandbox.load import pull
+from tests.support.sandbox import client, ssh_host
 
 pytestmark = pytest.mark.sandbox
 

@@ -14,9 +14,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from regops import paths
-from regops.registry.verify import push_pull
-from tests.sandbox.conftest import ROOT, _require, regops
+from regops.sandbox.verify import push_pull
+from regops.secrets import paths
+from tests.support.sandbox import ROOT, regops, require
 
 pytestmark = pytest.mark.sandbox
 
@@ -37,7 +37,7 @@ def vagrant(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def machine() -> Iterator[None]:
-    _require(bool(shutil.which("vagrant")), "vagrant (scripts/setup installs it)")
+    require(bool(shutil.which("vagrant")), "vagrant (scripts/setup installs it)")
     # The docker provider boots the sandbox's Debian 12 image, and no registry image
     # can be pulled here: inventories/vagrant.py then uploads the sandbox's archive.
     regops("sandbox", "build", "--distro", "bookworm")
@@ -52,7 +52,7 @@ def machine() -> Iterator[None]:
 
 
 def test_vagrant_validate_needs_no_hypervisor():
-    _require(bool(shutil.which("vagrant")), "vagrant (scripts/setup installs it)")
+    require(bool(shutil.which("vagrant")), "vagrant (scripts/setup installs it)")
     result = vagrant("validate", timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
 

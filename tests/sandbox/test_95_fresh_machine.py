@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.sandbox.conftest import ROOT, _docker_ready, _require, regops
+from tests.support.sandbox import ROOT, docker_ready, regops, require
 
 pytestmark = pytest.mark.sandbox
 
@@ -65,7 +65,7 @@ def extra_trust(machine_bundle: bytes) -> list[bytes]:
 
 @pytest.fixture(scope="module")
 def machine() -> Iterator[str]:
-    _require(_docker_ready(), "a running Docker engine (scripts/setup starts one)")
+    require(docker_ready(), "a running Docker engine (scripts/setup starts one)")
     regops("sandbox", "build", "--distro", "bookworm")
     name = f"regops-fresh-{uuid.uuid4().hex[:8]}"
     run = docker(

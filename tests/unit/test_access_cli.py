@@ -8,9 +8,9 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from regops import paths
 from regops.cli import main
 from regops.sandbox.model import EXAMPLE_ACCESS, EXAMPLE_GROUPS
+from regops.secrets import paths
 
 
 def inventory(tmp_path: Path, **extra) -> Path:

@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from regops.cli import main
-from regops.compliance import checks, cron, facts, report, runner, tls, units
+from regops.compliance import checks, cron, facts, report, runner, schedule, tls
 from regops.compliance.checks import CHECKS, Context, Options
 from regops.compliance.model import (
     HostReport,
@@ -29,7 +29,7 @@ from regops.compliance.model import (
 from regops.hostops import remote
 from regops.inventory import InventoryHost
 from regops.secrets import pki
-from tests.conftest import require_command
+from tests.support.require import require_command
 
 # --- results and exit codes ---------------------------------------------------------------
 
@@ -536,7 +536,7 @@ def test_settings_for_checking_touch_no_secret(base_data, secrets_dir: Path):
 
 
 def test_units_run_the_same_command(tmp_path):
-    rendered = units.render(["-i", "/srv/regops/inventories/prod.py", "--only", "tls.*"],
+    rendered = schedule.render(["-i", "/srv/regops/inventories/prod.py", "--only", "tls.*"],
                             inventory="/srv/regops/inventories/prod.py", workdir="/srv/regops",
                             user="regops", calendar="*-*-* *:17", python="/usr/bin/python3",
                             prometheus="/var/lib/node-exporter/regops.prom")
@@ -545,7 +545,7 @@ def test_units_run_the_same_command(tmp_path):
             "/srv/regops/inventories/prod.py --only 'tls.*'") in service
     assert "WorkingDirectory=/srv/regops" in service and "User=regops" in service
     assert "OnCalendar=*-*-* *:17" in timer and "Persistent=true" in timer
-    written = units.write(rendered, tmp_path)
+    written = schedule.write(rendered, tmp_path)
     assert sorted(p.name for p in written) == ["regops-check.service", "regops-check.timer"]
 
 
@@ -556,11 +556,11 @@ def test_units_pass_systemd_analyze_verify(tmp_path):
     import sys
 
     analyze = require_command("systemd-analyze", "systemd")
-    rendered = units.render(["-i", str(tmp_path / "inv.py"), "--skip", "files.*"],
+    rendered = schedule.render(["-i", str(tmp_path / "inv.py"), "--skip", "files.*"],
                             inventory=str(tmp_path / "inv.py"), workdir=str(tmp_path),
                             user=getpass.getuser(), calendar="hourly", python=sys.executable,
                             prometheus=str(tmp_path / "regops.prom"))
-    paths = units.write(rendered, tmp_path / "units")
+    paths = schedule.write(rendered, tmp_path / "units")
     result = subprocess.run([analyze, "verify", *map(str, paths)], capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 0, result.stderr
@@ -568,7 +568,7 @@ def test_units_pass_systemd_analyze_verify(tmp_path):
 
 
 def test_exec_quote_escapes_what_systemd_expands():
-    assert units.exec_quote(["echo", "50%", "$HOME"]) == "echo 50%% '$$HOME'"
+    assert schedule.exec_quote(["echo", "50%", "$HOME"]) == "echo 50%% '$$HOME'"
 
 
 def test_cli_list_and_one_line_errors(tmp_path):

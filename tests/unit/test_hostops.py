@@ -14,13 +14,13 @@ import pytest
 from click.testing import CliRunner
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from regops import hostpaths, paths
+from regops import hostpaths
 from regops.cli import main
 from regops.config.settings import ConfigError, load
 from regops.errors import UsageError
 from regops.hostops import certs, gc, remote, status, trust, users
 from regops.inventory import group_members
-from regops.secrets import pki
+from regops.secrets import paths, pki
 from regops.secrets import store as secrets
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -496,7 +496,7 @@ def test_users_deploy_plans_only_account_and_htpasswd_and_hides_passwords(tmp_pa
     secrets.write_atomic(paths.cli_users_dir(secrets_dir, "reg.example.com") / "ci", b"")
     inventory = tmp_path / "inventory.py"
     inventory.write_text(f"hosts = {_fake_host(secrets_dir)!r}\n")
-    result = _fake_pyinfra(inventory, "regops/deploys/users.py", "-vvv", "--diff")
+    result = _fake_pyinfra(inventory, "regops/deploy/users.py", "-vvv", "--diff")
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
     assert "Registry account |" in output and "Write the token service's users (2)" in output
@@ -512,19 +512,19 @@ def test_trust_deploy_plans_ca_and_login_without_showing_the_password(tmp_path, 
     clients.write_text("clients = [('@fake/client1', {'fake_responses': {'uname -s': 'Linux'}})]\n")
     env = {"REGOPS_TRUST_INVENTORY": str(registry), "REGOPS_TRUST_REGISTRY": "reg1",
            "REGOPS_TRUST_USER": "ci"}
-    undeployed = _fake_pyinfra(clients, "regops/deploys/trust.py", env=env)
+    undeployed = _fake_pyinfra(clients, "regops/deploy/trust.py", env=env)
     assert undeployed.returncode != 0 and "deploy reg1 first" in undeployed.stderr
     pki.ensure_ca(paths.pki_dir(secrets_dir, "reg.example.com"))
     clients.write_text("clients = [('@fake/client1', {'fake_responses': {'uname -s': 'Linux'}})]\n")
     env = {"REGOPS_TRUST_INVENTORY": str(registry), "REGOPS_TRUST_REGISTRY": "reg1",
            "REGOPS_TRUST_USER": "ci"}
-    result = _fake_pyinfra(clients, "regops/deploys/trust.py", "-vvv", "--diff", env=env)
+    result = _fake_pyinfra(clients, "regops/deploy/trust.py", "-vvv", "--diff", env=env)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
     assert "Trust the CA of reg.example.com:5000" in output
     assert "Log in to reg.example.com:5000 as ci" in output
     assert password not in output
-    missing = _fake_pyinfra(clients, "regops/deploys/trust.py",
+    missing = _fake_pyinfra(clients, "regops/deploy/trust.py",
                             env={"REGOPS_TRUST_INVENTORY": "", "REGOPS_TRUST_REGISTRY": ""})
     assert missing.returncode != 0 and "REGOPS_TRUST_INVENTORY" in missing.stderr
 

@@ -10,7 +10,7 @@ import bcrypt
 import pytest
 
 from regops.secrets import htpasswd
-from tests.conftest import require_command
+from tests.support.require import require_command
 
 PEPPER = b"p" * 32
 COST = 4  # fast tests; the caller enforces the production minimum

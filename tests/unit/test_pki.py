@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from regops.secrets import pki
-from tests.conftest import require_command
+from tests.support.require import require_command
 
 NOW = datetime(2030, 6, 1, 12, 0, tzinfo=UTC)
 NAMES = ["registry.example.com", "10.0.0.5"]

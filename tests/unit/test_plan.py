@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from regops import paths
-from regops.secrets import htpasswd
+from regops.secrets import htpasswd, paths
 from regops.secrets import store as secrets
 
 ROOT = Path(__file__).resolve().parents[2]

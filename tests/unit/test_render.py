@@ -12,9 +12,9 @@ from regops import hostpaths
 from regops.config.keys import INTERMEDIATE_CIPHERS
 from regops.config.settings import load
 from regops.deploy import render
-from regops.tasks.frontdoor import frontdoor_unit
-from regops.tasks.registry import registry_unit
-from tests.conftest import require_command
+from regops.deploy.tasks.frontdoor import frontdoor_unit
+from regops.deploy.tasks.registry import registry_unit
+from tests.support.require import require_command
 
 
 def _settings(base_data, **extra):
@@ -197,7 +197,7 @@ def test_the_web_pages_are_served_at_the_root_only_with_token_auth(base_data):
 def test_the_token_service_ships_its_pages_and_knows_the_registry(base_data):
     import json
 
-    from regops.tasks.token import token_config, token_unit
+    from regops.deploy.tasks.token import token_config, token_unit
 
     s = _settings(base_data, registry_backend_port=6000, registry_gc_schedule="5 4 * * *")
     shipped = {i.path for i in token_unit(s).inputs}

@@ -30,9 +30,9 @@ from regops.config.settings import (
     load_or_exit,
 )
 from regops.deploy import render
-from regops.registry import s3, seaweedfs
 from regops.registry.images import push_image
 from regops.secrets import store
+from regops.storage import s3, seaweedfs
 
 ACCESS, SECRET = "regops-test-access", "regops-test-secret-0123456789"
 CREDS = s3.Credentials(ACCESS, SECRET, "env")
@@ -393,7 +393,7 @@ def test_the_load_balancer_checks_each_replica_through_verified_tls(base_data, m
 
 def test_a_storage_host_runs_each_weed_part_hardened_with_the_replicas_key(
         base_data, monkeypatch):
-    from regops.tasks.seaweedfs import identities, part_args
+    from regops.deploy.tasks.seaweedfs import identities, part_args
 
     hosts = _ha_settings(base_data, monkeypatch)
     storage = hosts["st1"]
@@ -438,7 +438,7 @@ def _cluster_settings(base_data: dict, monkeypatch, with_lb: bool = True) -> dic
 
 def test_three_storage_hosts_and_more_replicate_behind_the_load_balancer(
         base_data, monkeypatch):
-    from regops.tasks.seaweedfs import part_args
+    from regops.deploy.tasks.seaweedfs import part_args
 
     hosts = _cluster_settings(base_data, monkeypatch)
     st1, st4 = hosts["st1"], hosts["st4"]
@@ -524,7 +524,7 @@ def test_a_shared_redis_descriptor_cache_on_a_host_of_the_name(base_data, monkey
 
 
 def test_volumes_lacking_a_copy_from_a_fix_replication_dry_run():
-    from regops.registry.seaweedfs import under_replicated
+    from regops.storage.seaweedfs import under_replicated
 
     dry_run = ("replicating volume 10 001 from 10.0.0.22:8080 to dataNode 10.0.0.21:8080 ...\n"
                "replicating volume 3 001 from 10.0.0.22:8080 to dataNode 10.0.0.21:8080 ...\n"
@@ -538,8 +538,8 @@ def test_volumes_lacking_a_copy_from_a_fix_replication_dry_run():
 
 
 def test_a_pull_through_cache_config(base_data, tmp_path):
+    from regops.deploy.tasks.token import token_config
     from regops.hostops.status import cache_state
-    from regops.tasks.token import token_config
 
     upstream = {**base_data, "registry_proxy_remote_url": "https://up.example.com:5000"}
     with pytest.raises(ConfigError, match=r"^reg1: registry_proxy_username: is only used with "
@@ -569,7 +569,7 @@ def test_a_pull_through_cache_config(base_data, tmp_path):
 
 
 def test_the_master_hosts_run_one_static_etcd_cluster(base_data, monkeypatch):
-    from regops.tasks.seaweedfs import etcd_defaults
+    from regops.deploy.tasks.seaweedfs import etcd_defaults
 
     hosts = _cluster_settings(base_data, monkeypatch)
     lines = etcd_defaults(hosts["st2"]).splitlines()

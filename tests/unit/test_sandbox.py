@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from regops import paths
-from regops.sandbox import docker, hosts, images, mirror, model
+from regops.sandbox import build, docker, hosts, mirror, model
 from regops.sandbox.mirror import SourceEntry
 from regops.sandbox.model import HostSpec, SandboxError
+from regops.secrets import paths
 
 DEB822 = """\
 Types: deb
@@ -122,12 +122,12 @@ def test_detect_mirror_without_sources_says_use_option(tmp_path: Path) -> None:
     ],
 )
 def test_parse_registry_version(output: str, version: str) -> None:
-    assert images.parse_registry_version(output) == version
+    assert build.parse_registry_version(output) == version
 
 
 def test_parse_registry_version_rejects_garbage() -> None:
     with pytest.raises(SandboxError):
-        images.parse_registry_version("no version here")
+        build.parse_registry_version("no version here")
 
 
 def test_parse_ldd() -> None:
@@ -136,14 +136,14 @@ def test_parse_ldd() -> None:
         "\tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x00007ff271b29000)\n"
         "\t/lib64/ld-linux-x86-64.so.2 (0x00007ff271d1e000)\n"
     )
-    assert images.parse_ldd(out) == [
+    assert build.parse_ldd(out) == [
         Path("/lib/x86_64-linux-gnu/libc.so.6"),
         Path("/lib64/ld-linux-x86-64.so.2"),
     ]
 
 
 def test_registry_dockerfile_runs_the_binary_directly() -> None:
-    df = images.registry_dockerfile("2.8.2")
+    df = build.registry_dockerfile("2.8.2")
     assert 'ENTRYPOINT ["/usr/bin/registry"]' in df
     assert 'CMD ["serve", "/etc/docker/registry/config.yml"]' in df
     assert "USER 1000:1000" in df
@@ -240,13 +240,13 @@ def test_run_argv() -> None:
 
 
 def test_debootstrap_and_import_argv() -> None:
-    argv = images.debootstrap_argv("trixie", Path("/tmp/r"), "http://m.example/debian")
+    argv = build.debootstrap_argv("trixie", Path("/tmp/r"), "http://m.example/debian")
     assert argv[0] == "debootstrap" and "--variant=minbase" in argv
     assert argv[-3:] == ["trixie", "/tmp/r", "http://m.example/debian"]
     include = next(a for a in argv if a.startswith("--include="))
     for pkg in ("systemd-sysv", "openssh-server", "python3"):
         assert pkg in include.split("=", 1)[1].split(",")
-    imp = images.import_argv("trixie", "http://m.example/debian")
+    imp = build.import_argv("trixie", "http://m.example/debian")
     assert imp[:2] == ["docker", "import"] and imp[-2:] == ["-", "regops-sandbox-base:trixie"]
     assert 'CMD ["/sbin/init"]' in imp
 
@@ -391,7 +391,7 @@ def test_customize_rootfs(tmp_path: Path) -> None:
     (tmp_path / "var/cache/apt/archives").mkdir(parents=True)
     (tmp_path / "var/cache/apt/archives/x.deb").write_text("")
     (tmp_path / "etc/systemd/system").mkdir(parents=True)
-    images.customize_rootfs(tmp_path, "trixie", "http://m.example/debian")
+    build.customize_rootfs(tmp_path, "trixie", "http://m.example/debian")
     sources = (tmp_path / "etc/apt/sources.list").read_text()
     assert sources == "deb http://m.example/debian trixie main\n"
     assert not list((tmp_path / "etc/ssh").glob("ssh_host_*"))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from regops import paths
+from regops.secrets import paths
 from regops.secrets import store as sec
 
 

@@ -12,9 +12,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from regops import paths
-from regops.config.checks import cron_problem, image_problem
 from regops.config.settings import ConfigError, check_data, load
+from regops.config.validators import cron_problem, image_problem
+from regops.secrets import paths
 
 
 def _error(data: dict, environ: dict | None = None) -> ConfigError:

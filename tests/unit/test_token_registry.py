@@ -21,8 +21,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from regops.registry.images import sha256
 from regops.secrets import pki
 from regops_token import jws
-from tests.conftest import require_command
-from tests.stack import PASSWORDS, SERVICE, Stack, htpasswd, open_json
+from tests.support.require import require_command
+from tests.support.stack import PASSWORDS, SERVICE, Stack, htpasswd, open_json
 
 
 @pytest.fixture(scope="module")

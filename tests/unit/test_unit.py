@@ -3,7 +3,7 @@ digest depends on."""
 
 from __future__ import annotations
 
-from regops.deploy.unit import Input, Unit, UnitState, reason_to_apply
+from regops.deploy.units import Input, Unit, UnitState, reason_to_apply
 
 
 def _unit(*contents: bytes) -> Unit:

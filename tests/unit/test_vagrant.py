@@ -9,7 +9,7 @@ from pathlib import Path
 from regops.config.keys import KEY_NAMES
 from regops.config.settings import check_data
 from regops.inventory import load_inventory
-from tests.conftest import require_command
+from tests.support.require import require_command
 
 ROOT = Path(__file__).resolve().parents[2]
 

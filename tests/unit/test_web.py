@@ -16,8 +16,8 @@ import pytest
 
 from regops_token import cron
 from regops_token.web import Sessions, _local, _reference
-from tests.conftest import require_command
-from tests.stack import Stack, WebClient, form_value
+from tests.support.require import require_command
+from tests.support.stack import Stack, WebClient, form_value
 
 SCRIPT_LABEL = '<script>alert("label")</script>'
 
@@ -355,7 +355,7 @@ def test_assets_ship_with_the_service(stack):
 
 
 def test_the_next_gc_time_of_a_cron_macro():
-    # registry_gc_schedule takes cron.d's macros too (regops.config.checks accepts them).
+    # registry_gc_schedule takes cron.d's macros too (regops.config.validators accepts them).
     assert cron.next_run("@daily", datetime(2026, 11, 27, 16, 0)) == datetime(2026, 11, 28)
 
 

@@ -20,7 +20,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from regops.registry.s3 import Credentials
+from regops.storage.s3 import Credentials
 
 MASTER_PORT, VOLUME_PORT, FILER_PORT = 9333, 8080, 8888
 ETCD_CLIENT_PORT, ETCD_PEER_PORT = 2379, 2380

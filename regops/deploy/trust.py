@@ -1,7 +1,7 @@
 """Make Docker client hosts trust a registry's CA and log in to it.
 
     REGOPS_TRUST_INVENTORY=inventories/prod.py REGOPS_TRUST_REGISTRY=registry.example.com \
-    REGOPS_TRUST_USER=ci pyinfra -y inventories/clients.py regops/deploys/trust.py --limit clients
+    REGOPS_TRUST_USER=ci pyinfra -y inventories/clients.py regops/deploy/trust.py --limit clients
 
 `regops trust` sets those variables and checks Docker on each client first.
 The password is uploaded as a secret (never printed) into a root-only
@@ -18,7 +18,7 @@ from pyinfra import host
 from pyinfra.facts.files import FileContents
 from pyinfra.operations import files, server
 
-from regops.deploy.ops import Secret, secret_file
+from regops.deploy.operations import Secret, secret_file
 from regops.errors import UsageError
 from regops.hostops.trust import merge_mirror, trust_login_command, trust_target_from_env
 from regops.hostpaths import DAEMON_JSON, TRUST_DIR, certs_d

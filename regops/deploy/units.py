@@ -35,7 +35,8 @@ from pyinfra.operations import files, server
 
 from regops import hostpaths
 from regops.config.settings import Settings
-from regops.deploy.ops import NumericStat, Secret, secret_file, upload
+from regops.deploy.facts import NumericStat
+from regops.deploy.operations import Secret, secret_file, upload
 from regops.deploy.render import template
 
 

@@ -7,8 +7,9 @@ import os
 import tempfile
 from pathlib import Path
 
-from regops.registry import oci, skopeo
+from regops.registry import skopeo
 from regops.registry.client import RegistryClient
+from regops.sandbox import oci
 
 
 def push_pull(

@@ -1,10 +1,10 @@
 """The token service (registry_auth: token): our package `regops_token`, run by
 Debian's python3 as a hardened systemd unit on loopback, behind the front door.
 
-A managed unit (`regops.deploy.unit`): its code, config (with the access rules),
+A managed unit (`regops.deploy.units`): its code, config (with the access rules),
 signing key and certificate and unit file are staged and taken in by
 `regops-token apply`, which restarts it and puts the previous version back if it
-does not answer. Users and robots are files it re-reads (`regops.tasks.auth`), so
+does not answer. Users and robots are files it re-reads (`regops.deploy.tasks.auth`), so
 they change without a restart. Nothing comes from the internet: the code ships
 with regops, the libraries from Debian (python3-cryptography, python3-bcrypt).
 
@@ -26,11 +26,12 @@ from pyinfra.facts.files import File
 from pyinfra.operations import apt, files, systemd
 
 import regops_token
-from regops import hostpaths, paths
+from regops import hostpaths
 from regops.config.settings import Settings
-from regops.deploy import render, unit
-from regops.deploy.ops import Secret, refresh_apt_for, secret_file
-from regops.secrets import pki, store
+from regops.deploy import render
+from regops.deploy import units as unit
+from regops.deploy.operations import Secret, refresh_apt_for, secret_file
+from regops.secrets import paths, pki, store
 from regops_token.rules import policy_to_json
 
 PACKAGES = ["python3", "python3-cryptography", "python3-bcrypt", "python3-jinja2"]

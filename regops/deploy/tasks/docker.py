@@ -11,7 +11,7 @@ from pyinfra.facts.server import Arch, LinuxDistribution
 from pyinfra.operations import apt, files, systemd
 
 from regops.config.settings import Settings
-from regops.deploy.ops import refresh_apt_for
+from regops.deploy.operations import refresh_apt_for
 from regops.deploy.render import daemon_json, template
 
 TOOLS = ["ca-certificates", "curl", "cron"]

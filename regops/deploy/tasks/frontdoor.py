@@ -1,9 +1,9 @@
 """The front door: Debian's nginx terminates TLS on the registry's port and streams
 /v2/ to the registry on loopback.
 
-Mozilla "intermediate" TLS with the certificate of `regops.tasks.tls` (its key
+Mozilla "intermediate" TLS with the certificate of `regops.deploy.tasks.tls` (its key
 root-only), no request buffering or size limit, upload URLs that keep the name
-the client used. A managed unit (`regops.deploy.unit`): the site, the mode
+the client used. A managed unit (`regops.deploy.units`): the site, the mode
 files and the certificate are staged, tested with `nginx -t` and taken in with
 a reload (never a restart), and rolled back if the front door then does not
 answer. The mode link says where /v2/ goes: the registry, its standby while it
@@ -18,9 +18,10 @@ from pyinfra.operations import apt, files, systemd
 
 from regops import hostpaths
 from regops.config.settings import Settings
-from regops.deploy import render, unit
-from regops.deploy.ops import refresh_apt_for
-from regops.tasks.tls import material
+from regops.deploy import render
+from regops.deploy import units as unit
+from regops.deploy.operations import refresh_apt_for
+from regops.deploy.tasks.tls import material
 
 
 def frontdoor_unit(s: Settings) -> unit.Unit:

@@ -2,7 +2,7 @@
 replicas of its registry name, for sites that have no S3 of their own.
 
 Every storage host runs a volume server and a filer with the S3 gateway, the first
-three by name a master too (`regops.registry.seaweedfs`), each part a hardened
+three by name a master too (`regops.storage.seaweedfs`), each part a hardened
 systemd instance on the host's private address with data on its disk. One storage
 host, or three and more that keep every file on two of them and survive losing any
 one; then the master hosts also run Debian's etcd, the filers' one shared metadata
@@ -24,12 +24,14 @@ from pyinfra.facts.server import Command
 from pyinfra.operations import apt, files, server, systemd
 from pyinfra.operations.util import any_changed
 
-from regops import hostpaths, paths
+from regops import hostpaths
 from regops.config.settings import Settings
 from regops.deploy import render
-from regops.deploy.ops import S3BucketPresent, Secret, refresh_apt_for, secret_file
-from regops.registry import seaweedfs
-from regops.tasks.account import system_account
+from regops.deploy.facts import S3BucketPresent
+from regops.deploy.operations import Secret, refresh_apt_for, secret_file
+from regops.deploy.tasks.account import system_account
+from regops.secrets import paths
+from regops.storage import seaweedfs
 
 
 def identities(s: Settings) -> str:

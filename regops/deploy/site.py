@@ -12,7 +12,7 @@ availability).
 from pyinfra import host, inventory
 
 from regops.config.settings import load_or_exit
-from regops.tasks import (
+from regops.deploy.tasks import (
     account,
     auth,
     docker,

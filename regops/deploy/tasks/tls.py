@@ -13,9 +13,9 @@ from pathlib import Path
 from pyinfra.api import deploy
 from pyinfra.operations import files
 
-from regops import hostpaths, paths
+from regops import hostpaths
 from regops.config.settings import Settings
-from regops.secrets import pki
+from regops.secrets import paths, pki
 
 
 def material(s: Settings) -> tuple[bytes, bytes, bytes | None]:
@@ -38,7 +38,7 @@ def material(s: Settings) -> tuple[bytes, bytes, bytes | None]:
 @deploy("TLS certificates")
 def apply(s: Settings) -> None:
     """The host's own Docker trusts a generated (or provided) CA; the certificate and key
-    themselves go to the front door (`regops.tasks.frontdoor`)."""
+    themselves go to the front door (`regops.deploy.tasks.frontdoor`)."""
     _, _, ca = material(s)
     if ca is None:
         return

@@ -17,7 +17,7 @@ from pyinfra.operations import files
 
 from regops import hostpaths
 from regops.config.settings import Settings
-from regops.deploy.ops import Secret, secret_file
+from regops.deploy.operations import Secret, secret_file
 from regops.secrets import htpasswd, store
 
 

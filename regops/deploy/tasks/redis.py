@@ -21,7 +21,7 @@ from pyinfra.operations.util import any_changed
 from regops import hostpaths
 from regops.config.settings import Settings
 from regops.deploy import render
-from regops.deploy.ops import Secret, refresh_apt_for, secret_file
+from regops.deploy.operations import Secret, refresh_apt_for, secret_file
 from regops.secrets import store
 
 

@@ -1,6 +1,6 @@
 """The registry: its whole config, its container spec, its image and its containers.
 
-The registry is a managed unit (`regops.deploy.unit`): its container carries the
+The registry is a managed unit (`regops.deploy.units`): its container carries the
 digest of the spec and config it was started with, and whenever that differs from
 what is declared, or the registry is not running, the control script on the host
 replaces it without an outage (a candidate first, clients moved by the front door,
@@ -17,11 +17,13 @@ from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.operations import files, server, systemd
 
-from regops import hostpaths, paths
+from regops import hostpaths
 from regops.config.settings import Settings
-from regops.deploy import render, unit
-from regops.deploy.ops import DockerImagePresent, Secret, secret_file
-from regops.secrets import pki, store
+from regops.deploy import render
+from regops.deploy import units as unit
+from regops.deploy.facts import DockerImagePresent
+from regops.deploy.operations import Secret, secret_file
+from regops.secrets import paths, pki, store
 
 
 def registry_unit(s: Settings) -> unit.Unit:

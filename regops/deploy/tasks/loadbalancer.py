@@ -20,8 +20,8 @@ from pyinfra.operations.util import any_changed
 from regops import hostpaths
 from regops.config.settings import Settings
 from regops.deploy import render
-from regops.deploy.ops import refresh_apt_for
-from regops.tasks.tls import material
+from regops.deploy.operations import refresh_apt_for
+from regops.deploy.tasks.tls import material
 
 
 @deploy("Load balancer")

@@ -1,4 +1,4 @@
-"""What every test may use."""
+"""Commands the tests need: found, or the test fails in CI and skips elsewhere."""
 
 from __future__ import annotations
 

@@ -1,0 +1,2 @@
+"""Helpers the tests and benchmarks share; test modules import from here, never
+from each other."""
