@@ -5,6 +5,7 @@ checker, fed a fake scan result), and checks fed a fake host snapshot."""
 from __future__ import annotations
 
 import json
+import re
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,14 +16,42 @@ import pytest
 from click.testing import CliRunner
 
 from regops.cli import main
-from regops.compliance import checks, cron, facts, report, runner, schedule, tls
+from regops.compliance import checks as checks_package
+from regops.compliance import cron, facts, report, runner, schedule, tls
 from regops.compliance.checks import CHECKS, Context, Options
+from regops.compliance.checks._base import Registry
+from regops.compliance.checks.api import registry_debug_port_closed
+from regops.compliance.checks.container import (
+    container_bound_address,
+    container_capabilities,
+    container_limits,
+    container_namespaces,
+    container_no_new_privileges,
+    container_non_root,
+    container_not_privileged,
+    container_read_only,
+    container_restart_policy,
+    frontdoor_serving,
+    image_pinned,
+)
+from regops.compliance.checks.disk import disk_free
+from regops.compliance.checks.files import files_htpasswd, files_registry_key, files_token_keys
+from regops.compliance.checks.gc import gc_job_installed, gc_last_run
+from regops.compliance.checks.roles import role_services
+from regops.compliance.checks.storage import storage_identity, storage_private, storage_unprivileged
+from regops.compliance.checks.token_service import (
+    token_anonymous_read_only,
+    token_hardened,
+    token_ttl,
+    web_pages_protected,
+)
 from regops.compliance.model import (
     HostReport,
     Result,
     Run,
     Status,
     Unavailable,
+    ok,
     select,
     split_ids,
 )
@@ -89,6 +118,60 @@ def test_check_ids_are_unique_and_documented():
     table = report.markdown(CHECKS)
     assert all(f"| `{i}` |" in table for i in ids)
     assert all(line.count(" | ") == 5 for line in table.splitlines()[2:])
+
+
+def _metadata(**changes: Any) -> dict[str, Any]:
+    return {"id": "x.y", "title": "t", "rationale": "r", "reference": "regops", **changes}
+
+
+def test_the_registry_refuses_a_duplicate_id():
+    registry = Registry()
+    registry.check(**_metadata())(lambda c: ok("one"))
+    with pytest.raises(ValueError, match="'x.y' is registered twice"):
+        registry.check(**_metadata(title="another"))(lambda c: ok("two"))
+    assert [c.id for c in registry.checks] == ["x.y"]
+
+
+@pytest.mark.parametrize("changes", [
+    {"title": ""}, {"rationale": " "}, {"reference": ""}, {"side": "client"},
+    {"roles": ()}, {"roles": "storage"}, {"roles": ("replica",)},
+])
+def test_the_registry_refuses_incomplete_metadata(changes):
+    with pytest.raises(ValueError, match="'x.y'"):
+        Registry().check(**_metadata(**changes))(lambda c: ok("never"))
+
+
+def test_the_decorator_returns_the_check_function_itself():
+    registry = Registry()
+
+    def run(c: Context) -> Any:
+        return ok("ran")
+
+    assert registry.check(**_metadata())(run) is run
+    assert registry.checks[0].run is run
+
+
+def test_every_registered_check_has_its_metadata_and_lives_in_its_concern_module():
+    """Complete metadata, and each id prefix in the module that the package's table names,
+    the modules in the table's order (the order of CHECKS, reports and docs)."""
+    table = {}
+    for module, cell in re.findall(r"^\| `(\w+)` \| (.+) \|$", checks_package.__doc__ or "",
+                                   re.MULTILINE):
+        for prefix in re.findall(r"`([a-z]+)\.", cell):
+            table[prefix] = module
+    assert table, "the table of modules in regops/compliance/checks/__init__.py"
+    seen: list[str] = []
+    for c in CHECKS:
+        assert re.fullmatch(r"[a-z]+\.[a-z0-9-]+", c.id), c.id
+        assert all(v.strip() for v in (c.title, c.rationale, c.reference)), c.id
+        assert c.side in ("host", "operator"), c.id
+        assert c.roles and set(c.roles) <= {"registry", "load_balancer", "storage"}, c.id
+        assert callable(c.run), c.id
+        module = c.run.__module__.removeprefix("regops.compliance.checks.")
+        assert table.get(c.id.split(".")[0]) == module, c.id
+        if not seen or seen[-1] != module:
+            seen.append(module)
+    assert seen == list(dict.fromkeys(table.values()))
 
 
 # --- cron periods ------------------------------------------------------------------------------
@@ -391,28 +474,28 @@ def test_listening_decodes_proc_net_tcp():
 
 
 def test_key_mode_and_owner(settings):
-    assert checks.files_registry_key(ctx(settings, snapshot())).status is Status.PASS
+    assert files_registry_key(ctx(settings, snapshot())).status is Status.PASS
     loose = snapshot(stat=(0, stat_line("/etc/nginx/regops/tls/server.key",
                                         group="regops-registry", gid=5000, mode="440")))
-    verdict = checks.files_registry_key(ctx(settings, loose))
+    verdict = files_registry_key(ctx(settings, loose))
     assert verdict.status is Status.FAIL and "mode 0440" in verdict.detail
     assert "group regops-registry" in verdict.detail
-    missing = checks.files_registry_key(ctx(settings, snapshot(stat=(0, ""))))
+    missing = files_registry_key(ctx(settings, snapshot(stat=(0, ""))))
     assert missing.status is Status.FAIL and "missing" in missing.detail
 
 
 @pytest.mark.parametrize(("changes", "check", "words"), [
-    ({"Privileged": True}, checks.container_not_privileged, "privileged"),
-    ({"ReadonlyRootfs": False}, checks.container_read_only, "writable"),
-    ({"CapAdd": ["NET_ADMIN"]}, checks.container_capabilities, "NET_ADMIN"),
-    ({"PidMode": "host", "NetworkMode": "host"}, checks.container_namespaces, "network, pid"),
-    ({"PidsLimit": 0}, checks.container_limits, "no pids limit"),
-    ({"SecurityOpt": None}, checks.container_no_new_privileges, "no-new-privileges"),
-    ({"RestartPolicy": {"Name": "always"}}, checks.container_restart_policy, "always"),
+    ({"Privileged": True}, container_not_privileged, "privileged"),
+    ({"ReadonlyRootfs": False}, container_read_only, "writable"),
+    ({"CapAdd": ["NET_ADMIN"]}, container_capabilities, "NET_ADMIN"),
+    ({"PidMode": "host", "NetworkMode": "host"}, container_namespaces, "network, pid"),
+    ({"PidsLimit": 0}, container_limits, "no pids limit"),
+    ({"SecurityOpt": None}, container_no_new_privileges, "no-new-privileges"),
+    ({"RestartPolicy": {"Name": "always"}}, container_restart_policy, "always"),
     ({"RestartPolicy": {"Name": "on-failure", "MaximumRetryCount": 0}},
-     checks.container_restart_policy, "unlimited"),
+     container_restart_policy, "unlimited"),
     ({"PortBindings": {"5000/tcp": [{"HostIp": "0.0.0.0", "HostPort": "5010"}]}},
-     checks.container_bound_address, "0.0.0.0:5010"),
+     container_bound_address, "0.0.0.0:5010"),
 ])
 def test_container_checks_fail_on_what_they_guard(settings, changes, check, words):
     assert check(ctx(settings, snapshot())).status is Status.PASS
@@ -425,41 +508,41 @@ def test_root_user_fails(settings):
     as_root = container()
     as_root["Config"]["User"] = "0:0"
     root_snapshot = snapshot(container=(0, json.dumps([as_root])))
-    verdict = checks.container_non_root(ctx(settings, root_snapshot))
+    verdict = container_non_root(ctx(settings, root_snapshot))
     assert verdict.status is Status.FAIL and "root" in verdict.detail
 
 
 def test_debug_port_published_or_listening_fails(settings):
-    assert checks.registry_debug_port_closed(ctx(settings, snapshot())).status is Status.PASS
+    assert registry_debug_port_closed(ctx(settings, snapshot())).status is Status.PASS
     published = container(PortBindings={
         "5000/tcp": [{"HostIp": "127.0.0.1", "HostPort": "5010"}],
         "5001/tcp": [{"HostIp": "0.0.0.0", "HostPort": "5001"}]})
-    verdict = checks.registry_debug_port_closed(
+    verdict = registry_debug_port_closed(
         ctx(settings, snapshot(container=(0, json.dumps([published])))))
     assert verdict.status is Status.FAIL and "5001/tcp" in verdict.detail
     listening = snapshot(listen=(0, "   0: 00000000:1389 00000000:0000 0A"))
-    verdict = checks.registry_debug_port_closed(ctx(settings, listening))
+    verdict = registry_debug_port_closed(ctx(settings, listening))
     assert verdict.status is Status.FAIL and "listens on 0.0.0.0" in verdict.detail
 
 
 def test_front_door_must_listen_and_send_v2_to_the_registry(settings):
-    assert checks.frontdoor_serving(ctx(settings, snapshot())).status is Status.PASS
-    stopped = checks.frontdoor_serving(ctx(settings, snapshot(nginx_active=(3, "inactive"))))
+    assert frontdoor_serving(ctx(settings, snapshot())).status is Status.PASS
+    stopped = frontdoor_serving(ctx(settings, snapshot(nginx_active=(3, "inactive"))))
     assert stopped.status is Status.FAIL and "nginx is not running" in stopped.detail
-    stuck = checks.frontdoor_serving(
+    stuck = frontdoor_serving(
         ctx(settings, snapshot(frontdoor_mode=(0, "registry-gc.conf"))))
     assert stuck.status is Status.FAIL and "registry-gc.conf" in stuck.detail
-    deaf = checks.frontdoor_serving(ctx(settings, snapshot(listen=(0, ""))))
+    deaf = frontdoor_serving(ctx(settings, snapshot(listen=(0, ""))))
     assert deaf.status is Status.FAIL and "nothing listens on 0.0.0.0:5000" in deaf.detail
 
 
 def test_image_must_be_the_inventorys_and_unmoved(settings):
-    assert checks.image_pinned(ctx(settings, snapshot())).status is Status.PASS
-    moved = checks.image_pinned(ctx(settings, snapshot(image=(0, "sha256:def"))))
+    assert image_pinned(ctx(settings, snapshot())).status is Status.PASS
+    moved = image_pinned(ctx(settings, snapshot(image=(0, "sha256:def"))))
     assert moved.status is Status.FAIL and "tag moved" in moved.detail
     latest = container()
     latest["Config"]["Image"] = "registry:latest"
-    verdict = checks.image_pinned(ctx(settings, snapshot(container=(0, json.dumps([latest])))))
+    verdict = image_pinned(ctx(settings, snapshot(container=(0, json.dumps([latest])))))
     assert verdict.status is Status.FAIL and "not pinned" in verdict.detail
 
 
@@ -470,11 +553,11 @@ def gc_record(age: timedelta, result: str = "ok", code: int = 0) -> tuple[int, s
 
 
 def test_gc_never_run_passes_only_while_the_job_is_young(settings):
-    young = checks.gc_last_run(ctx(settings, snapshot()))
+    young = gc_last_run(ctx(settings, snapshot()))
     assert young.status is Status.PASS and "no run yet" in young.detail
     old_script = snapshot(stat=(0, stat_line("/usr/local/sbin/regops-gc", mode="755",
                                              ctime=NOW - 9 * 86400)))
-    verdict = checks.gc_last_run(ctx(settings, old_script))
+    verdict = gc_last_run(ctx(settings, old_script))
     assert verdict.status is Status.FAIL and "never ran" in verdict.detail
 
 
@@ -486,24 +569,24 @@ def test_gc_never_run_passes_only_while_the_job_is_young(settings):
     ((0, "{not json"), {}, Status.FAIL, "not a GC record"),
 ])
 def test_gc_last_run_states(settings, state, options, status, words):
-    verdict = checks.gc_last_run(ctx(settings, snapshot(gc_state=state), **options))
+    verdict = gc_last_run(ctx(settings, snapshot(gc_state=state), **options))
     assert verdict.status is status and words in verdict.detail
 
 
 def test_gc_job_needs_cron_file_line_and_service(settings):
-    assert checks.gc_job_installed(ctx(settings, snapshot())).status is Status.PASS
+    assert gc_job_installed(ctx(settings, snapshot())).status is Status.PASS
     no_cron = snapshot(stat=(0, stat_line("/usr/local/sbin/regops-gc", mode="755")),
                        gc_cron=(1, "No such file"))
-    verdict = checks.gc_job_installed(ctx(settings, no_cron))
+    verdict = gc_job_installed(ctx(settings, no_cron))
     assert verdict.status is Status.FAIL and "/etc/cron.d/regops-gc is missing" in verdict.detail
-    stopped = checks.gc_job_installed(ctx(settings, snapshot(cron_active=(3, "inactive"))))
+    stopped = gc_job_installed(ctx(settings, snapshot(cron_active=(3, "inactive"))))
     assert "cron service is not running" in stopped.detail
 
 
 def test_disk_free_threshold(settings):
-    low = checks.disk_free(ctx(settings, snapshot()))  # 50 of 1000 blocks: 5%
+    low = disk_free(ctx(settings, snapshot()))  # 50 of 1000 blocks: 5%
     assert low.status is Status.FAIL and "5.0% free" in low.detail
-    assert checks.disk_free(ctx(settings, snapshot(), disk_free_percent=5)).status is Status.PASS
+    assert disk_free(ctx(settings, snapshot(), disk_free_percent=5)).status is Status.PASS
 
 
 def test_unreachable_host_makes_host_checks_errors_not_exceptions(settings, base_data):
@@ -617,13 +700,13 @@ def token_stats(mode: str = "640", group: str = "regops-token") -> tuple[int, st
 def test_token_files_are_root_regops_token_0640(settings):
     assert settings.token_auth
     good = ctx(settings, snapshot(stat=token_stats()))
-    assert checks.files_htpasswd(good).status is Status.PASS
-    assert checks.files_token_keys(good).status is Status.PASS
+    assert files_htpasswd(good).status is Status.PASS
+    assert files_token_keys(good).status is Status.PASS
     loose = ctx(settings, snapshot(stat=token_stats(mode="644")))
-    verdict = checks.files_token_keys(loose)
+    verdict = files_token_keys(loose)
     assert verdict.status is Status.FAIL and "signer.key" in verdict.detail
     assert "mode 0644" in verdict.detail
-    wrong_group = checks.files_htpasswd(ctx(settings, snapshot(stat=token_stats(group="root"))))
+    wrong_group = files_htpasswd(ctx(settings, snapshot(stat=token_stats(group="root"))))
     assert wrong_group.status is Status.FAIL and "users.htpasswd" in wrong_group.detail
 
 
@@ -632,10 +715,9 @@ def test_htpasswd_mode_checks_the_registrys_file_and_has_no_token_service(base_d
         InventoryHost("reg.example.com", {**base_data, "registry_auth": "htpasswd"}))
     stats = (0, stat_line("/etc/docker/registry/htpasswd", group="regops-registry", gid=5000,
                           mode="640"))
-    assert checks.files_htpasswd(ctx(s, snapshot(stat=stats))).status is Status.PASS
-    assert checks.files_htpasswd(ctx(s, snapshot(stat=token_stats()))).status is Status.FAIL
-    for check in (checks.files_token_keys, checks.token_hardened, checks.token_ttl,
-                  checks.token_anonymous_read_only):
+    assert files_htpasswd(ctx(s, snapshot(stat=stats))).status is Status.PASS
+    assert files_htpasswd(ctx(s, snapshot(stat=token_stats()))).status is Status.FAIL
+    for check in (files_token_keys, token_hardened, token_ttl, token_anonymous_read_only):
         assert "htpasswd" in check(ctx(s, snapshot())).detail
 
 
@@ -647,12 +729,12 @@ def test_htpasswd_mode_checks_the_registrys_file_and_has_no_token_service(base_d
     ("ActiveState=failed", "ActiveState=failed"),
 ])
 def test_token_service_hardening(settings, line, words):
-    assert checks.token_hardened(
+    assert token_hardened(
         ctx(settings, snapshot(token_unit=(0, HARDENED)))).status is Status.PASS
     key = line.split("=")[0]
     changed = "\n".join(line if row.startswith(f"{key}=") else row
                         for row in HARDENED.splitlines())
-    verdict = checks.token_hardened(ctx(settings, snapshot(token_unit=(0, changed))))
+    verdict = token_hardened(ctx(settings, snapshot(token_unit=(0, changed))))
     assert verdict.status is Status.FAIL and words in verdict.detail
 
 
@@ -682,11 +764,11 @@ def token_ctx(settings, probes: TokenProbes) -> Context:
 
 
 def test_token_ttl_and_header(settings):
-    verdict = checks.token_ttl(token_ctx(settings, TokenProbes()))
+    verdict = token_ttl(token_ctx(settings, TokenProbes()))
     assert verdict.status is Status.PASS and "300 s" in verdict.detail
-    long_lived = checks.token_ttl(token_ctx(settings, TokenProbes(ttl=86400)))
+    long_lived = token_ttl(token_ctx(settings, TokenProbes(ttl=86400)))
     assert long_lived.status is Status.FAIL and "86400 s" in long_lived.detail
-    hs256 = checks.token_ttl(token_ctx(settings, TokenProbes(header={"alg": "HS256"})))
+    hs256 = token_ttl(token_ctx(settings, TokenProbes(header={"alg": "HS256"})))
     assert hs256.status is Status.FAIL and "x5c missing" in hs256.detail
 
 
@@ -698,15 +780,15 @@ def test_anonymous_may_at_most_pull(base_data):
     }
     s = runner.settings_without_secrets(InventoryHost("reg.example.com", {**base_data, **rules}))
     probes = TokenProbes(grants={"public/regops-probe": ["pull"]})
-    verdict = checks.token_anonymous_read_only(token_ctx(s, probes))
+    verdict = token_anonymous_read_only(token_ctx(s, probes))
     assert verdict.status is Status.PASS, verdict.detail
     assert "repository:public/regops-probe:pull,push,delete,*" in probes.asked
     assert "registry:catalog:*" in probes.asked
     pushes = TokenProbes(grants={"public/regops-probe": ["pull", "push"]})
-    verdict = checks.token_anonymous_read_only(token_ctx(s, pushes))
+    verdict = token_anonymous_read_only(token_ctx(s, pushes))
     assert verdict.status is Status.FAIL and "public/regops-probe:pull,push" in verdict.detail
     catalog = TokenProbes(grants={"catalog": ["*"]})
-    verdict = checks.token_anonymous_read_only(token_ctx(s, catalog))
+    verdict = token_anonymous_read_only(token_ctx(s, catalog))
     assert verdict.status is Status.FAIL and "registry:catalog" in verdict.detail
 
 
@@ -731,10 +813,10 @@ def _page_headers() -> dict[str, str]:
 
 
 def test_the_web_pages_send_their_protections(settings):
-    good = checks.web_pages_protected(token_ctx(settings, PageProbes(200, _page_headers())))
+    good = web_pages_protected(token_ctx(settings, PageProbes(200, _page_headers())))
     assert good.status is Status.PASS, good.detail
     inline = {**_page_headers(), "content-security-policy": "script-src 'self' 'unsafe-inline'"}
-    bad = checks.web_pages_protected(token_ctx(settings, PageProbes(200, inline)))
+    bad = web_pages_protected(token_ctx(settings, PageProbes(200, inline)))
     assert bad.status is Status.FAIL and "frame-ancestors" in bad.detail
     assert "inline" in bad.detail
 
@@ -742,8 +824,8 @@ def test_the_web_pages_send_their_protections(settings):
 def test_without_web_pages_the_root_is_404(base_data):
     s = runner.settings_without_secrets(InventoryHost("reg.example.com",
                                                       {**base_data, "registry_ui": False}))
-    assert checks.web_pages_protected(token_ctx(s, PageProbes(404, {}))).status is Status.PASS
-    served = checks.web_pages_protected(token_ctx(s, PageProbes(200, _page_headers())))
+    assert web_pages_protected(token_ctx(s, PageProbes(404, {}))).status is Status.PASS
+    served = web_pages_protected(token_ctx(s, PageProbes(200, _page_headers())))
     assert served.status is Status.FAIL and "registry_ui is off" in served.detail
 
 
@@ -826,19 +908,19 @@ def test_storage_checks_fail_on_what_they_guard(base_data):
     def verdict(check: Any, **overrides: Any) -> Any:
         return check(ctx(st1, _storage_snapshot(**overrides)))
 
-    stopped = verdict(checks.role_services, units=(0, "regops-seaweedfs@volume active enabled\n"
-                                                      "etcd failed enabled"))
+    stopped = verdict(role_services, units=(0, "regops-seaweedfs@volume active enabled\n"
+                                               "etcd failed enabled"))
     assert stopped.status is Status.FAIL and stopped.detail == "etcd is failed"
-    off = verdict(checks.role_services, units=(0, "haproxy active disabled"))
+    off = verdict(role_services, units=(0, "haproxy active disabled"))
     assert off.detail == "haproxy is disabled at boot"
-    world = verdict(checks.storage_identity, stat=(0, stat_line(
+    world = verdict(storage_identity, stat=(0, stat_line(
         "/etc/seaweedfs/s3.json", group="seaweedfs", gid=5002, mode="644")))
     assert world.status is Status.FAIL and "mode 0644" in world.detail
-    root = verdict(checks.storage_unprivileged, weed_users=(0, "root\nseaweedfs"))
+    root = verdict(storage_unprivileged, weed_users=(0, "root\nseaweedfs"))
     assert root.status is Status.FAIL and "weed runs as root, seaweedfs" in root.detail
-    wide = verdict(checks.storage_private, listen=(0, _tcp("0.0.0.0", 2379) + "\n"
-                                                   + _tcp("10.0.0.21", 9101)))
+    wide = verdict(storage_private, listen=(0, _tcp("0.0.0.0", 2379) + "\n"
+                                            + _tcp("10.0.0.21", 9101)))
     assert wide.status is Status.FAIL
     assert "etcd on 0.0.0.0:2379" in wide.detail and "10.0.0.21:9101" in wide.detail
-    full = verdict(checks.disk_free, data_fs=(0, "1000 50 4096"))
+    full = verdict(disk_free, data_fs=(0, "1000 50 4096"))
     assert full.status is Status.FAIL and "/var/lib/seaweedfs" in full.detail
