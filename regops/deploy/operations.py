@@ -15,7 +15,7 @@ from typing import Any
 from pyinfra import host
 from pyinfra.api import FileUploadCommand, StringCommand, operation
 
-from regops.deploy.facts import NumericStat
+from regops.deploy.facts import NumericStat, expect_at_prepare
 
 
 class Secret:
@@ -72,6 +72,13 @@ def secret_file(src: Secret, path: str, uid: int = 0, gid: int = 0, mode: str = 
         yield StringCommand("chmod", mode, path)
 
 
+def _expect_packages() -> None:
+    from pyinfra.facts.deb import DebPackages
+
+    expect_at_prepare(DebPackages)
+
+
+_expect_packages()
 _refreshed: set[str] = set()  # hosts whose apt lists this run already refreshes
 
 

@@ -11,6 +11,7 @@ from pyinfra.facts.server import Arch, LinuxDistribution
 from pyinfra.operations import apt, files, systemd
 
 from regops.config.settings import Settings
+from regops.deploy.facts import serve_from_snapshot
 from regops.deploy.operations import refresh_apt_for
 from regops.deploy.render import daemon_json, template
 
@@ -23,6 +24,7 @@ PACKAGES = {
 
 @deploy("Docker engine")
 def apply(s: Settings) -> None:
+    serve_from_snapshot()  # every fact of this host in a few round trips
     refresh_apt_for([*TOOLS, *PACKAGES[s["registry_docker_source"]]])
     apt.packages(
         name="Install the tools the deploy and the GC job use (curl, cron, certificates)",

@@ -20,8 +20,11 @@ from regops import hostpaths
 from regops.config.settings import Settings
 from regops.deploy import render
 from regops.deploy import units as unit
+from regops.deploy.facts import expect_at_prepare
 from regops.deploy.operations import refresh_apt_for
 from regops.deploy.tasks.tls import material
+
+expect_at_prepare(unit.UnitState, control=hostpaths.FRONTDOOR_CONTROL)  # names the apply
 
 
 def frontdoor_unit(s: Settings) -> unit.Unit:

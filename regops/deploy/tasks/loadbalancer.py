@@ -20,12 +20,14 @@ from pyinfra.operations.util import any_changed
 from regops import hostpaths
 from regops.config.settings import Settings
 from regops.deploy import render
+from regops.deploy.facts import serve_from_snapshot
 from regops.deploy.operations import refresh_apt_for
 from regops.deploy.tasks.tls import material
 
 
 @deploy("Load balancer")
 def apply(s: Settings) -> None:
+    serve_from_snapshot()  # every fact of this host in a few round trips
     refresh_apt_for(["haproxy"])
     apt.packages(name="Install haproxy", packages=["haproxy"])
     _, _, ca = material(s)

@@ -21,12 +21,14 @@ from pyinfra.operations.util import any_changed
 from regops import hostpaths
 from regops.config.settings import Settings
 from regops.deploy import render
+from regops.deploy.facts import serve_from_snapshot
 from regops.deploy.operations import Secret, refresh_apt_for, secret_file
 from regops.secrets import store
 
 
 @deploy("Shared descriptor cache")
 def apply(s: Settings) -> None:
+    serve_from_snapshot()  # every fact of this host in a few round trips
     refresh_apt_for(["redis-server"])
     apt.packages(name="Install redis (redis-server)", packages=["redis-server"])
     password = store.redis_password(s.secrets_root, s.registry_name)

@@ -21,9 +21,11 @@ from regops import hostpaths
 from regops.config.settings import Settings
 from regops.deploy import render
 from regops.deploy import units as unit
-from regops.deploy.facts import DockerImagePresent
+from regops.deploy.facts import DockerImagePresent, expect_at_prepare
 from regops.deploy.operations import Secret, secret_file
 from regops.secrets import paths, pki, store
+
+expect_at_prepare(unit.UnitState, control=hostpaths.REGISTRY_CONTROL)  # names the apply
 
 
 def registry_unit(s: Settings) -> unit.Unit:

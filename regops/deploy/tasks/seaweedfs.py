@@ -27,7 +27,7 @@ from pyinfra.operations.util import any_changed
 from regops import hostpaths
 from regops.config.settings import Settings
 from regops.deploy import render
-from regops.deploy.facts import S3BucketPresent
+from regops.deploy.facts import S3BucketPresent, serve_from_snapshot
 from regops.deploy.operations import Secret, refresh_apt_for, secret_file
 from regops.deploy.tasks.account import system_account
 from regops.secrets import paths
@@ -96,6 +96,7 @@ def refuse_own_store(s: Settings) -> None:
 
 @deploy("SeaweedFS storage")
 def apply(s: Settings) -> None:
+    serve_from_snapshot()  # every fact of this host in a few round trips
     user, data_dir = hostpaths.SEAWEEDFS_USER, s["registry_seaweedfs_data_dir"]
     uid, cluster = s["registry_seaweedfs_uid"], s.storage
     if cluster.shared_store:

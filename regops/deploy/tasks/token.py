@@ -30,9 +30,13 @@ from regops import hostpaths
 from regops.config.settings import Settings
 from regops.deploy import render
 from regops.deploy import units as unit
+from regops.deploy.facts import expect_at_prepare
 from regops.deploy.operations import Secret, refresh_apt_for, secret_file
 from regops.secrets import paths, pki, store
 from regops_token.rules import policy_to_json
+
+expect_at_prepare(unit.UnitState, control=hostpaths.TOKEN_CONTROL)  # names the apply
+expect_at_prepare(File, path=hostpaths.TOKEN_UNIT)  # retire() asks
 
 PACKAGES = ["python3", "python3-cryptography", "python3-bcrypt", "python3-jinja2"]
 ISSUER = "regops-token"
