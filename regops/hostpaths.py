@@ -5,10 +5,15 @@ from __future__ import annotations
 
 STATE_DIR = "/var/lib/regops"  # job records and uploaded image archives
 IMAGES_DIR = f"{STATE_DIR}/images"
-GC_SCRIPT = "/usr/local/sbin/regops-gc"
-GC_CRON = "/etc/cron.d/regops-gc"
+# The GC job: regops_host.gc, run by regops-gc.service when regops-gc.timer says.
+HOST_CODE = "/usr/local/lib/regops"  # on PYTHONPATH; the package regops_host is below it
+GC_SCRIPT = "/usr/local/sbin/regops-gc"  # runs the job with the host's python3
+GC_CONFIG = "/etc/regops/gc.json"  # the job's constants
+GC_SERVICE = "/etc/systemd/system/regops-gc.service"
+GC_TIMER = "/etc/systemd/system/regops-gc.timer"
+GC_CRON = "/etc/cron.d/regops-gc"  # how 0.1.0 ran it; removed on upgrade
 GC_STATE = f"{STATE_DIR}/gc-last.json"
-GC_LOG = "/var/log/regops-gc.log"  # cron appends the job's output here too
+GC_LOG = "/var/log/regops-gc.log"  # the service appends the job's output here
 LOCK = "/run/lock/regops.lock"  # held by GC and by every change to a unit
 TRUST_DIR = "/var/lib/regops-trust"  # root-only; holds a login password for a moment
 DOCKER_SOCK = "/var/run/docker.sock"

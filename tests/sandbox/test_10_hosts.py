@@ -69,7 +69,10 @@ def test_files_modes_and_owners(th, host_info):
         "/usr/local/sbin/regops-gc": ("root", 0, 0o755),
         "/usr/local/sbin/regops-registry": ("root", 0, 0o755),
         "/usr/local/sbin/regops-frontdoor": ("root", 0, 0o755),
-        "/etc/cron.d/regops-gc": ("root", 0, 0o644),
+        "/etc/systemd/system/regops-gc.service": ("root", 0, 0o644),
+        "/etc/systemd/system/regops-gc.timer": ("root", 0, 0o644),
+        "/etc/regops/gc.json": ("root", 0, 0o644),
+        "/usr/local/lib/regops/regops_host/gc.py": ("root", 0, 0o644),
     }
     for path, (user, gid, mode) in expected.items():
         f = th.file(path)
@@ -106,10 +109,15 @@ def test_host_docker_trusts_the_ca(th, host_info):
     assert ca.content_string.strip() == Path(host_info["ca_path"]).read_text().strip()
 
 
-def test_gc_cron_job_installed(th):
-    cron = th.file("/etc/cron.d/regops-gc").content_string
-    assert "root /usr/local/sbin/regops-gc" in cron
-    assert th.service("cron").is_running
+def test_gc_timer_installed(th):
+    timer = th.service("regops-gc.timer")
+    assert timer.is_enabled and timer.is_running
+    assert th.check_output("systemctl show -P Triggers regops-gc.timer") == "regops-gc.service"
+    timer_file = th.file("/etc/systemd/system/regops-gc.timer").content_string
+    assert "OnCalendar=Sun *-*-* 03:17:00" in timer_file
+    assert th.check_output("systemctl show -P ExecStart regops-gc.service").startswith(
+        "{ path=/usr/local/sbin/regops-gc ")
+    assert not th.file("/etc/cron.d/regops-gc").exists
 
 
 def test_debug_port_not_published(th):

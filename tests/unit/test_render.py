@@ -12,8 +12,10 @@ from regops import hostpaths
 from regops.config.keys import INTERMEDIATE_CIPHERS
 from regops.config.settings import load
 from regops.deploy import render
+from regops.deploy.tasks import gc as gc_task
 from regops.deploy.tasks.frontdoor import frontdoor_unit
 from regops.deploy.tasks.registry import registry_unit
+from regops_host.gc import Config
 from tests.support.require import require_command
 
 
@@ -245,31 +247,32 @@ def test_daemon_json_hardening_and_overrides(base_data):
     assert daemon["icc"] is True and daemon["debug"] is False
 
 
-def test_gc_script_is_valid_bash_and_follows_the_data(base_data, tmp_path):
-    script = render.template("usr/local/sbin/regops-gc", _settings(base_data))
-    path = tmp_path / "regops-gc"
-    path.write_text(script)
-    subprocess.run(["bash", "-n", str(path)], check=True)
-    assert "--delete-untagged" in script and 'DELETE_UNTAGGED="0"' not in script
-    assert "DELETE_UNTAGGED=0" in script
-    untagged = render.template(
-        "usr/local/sbin/regops-gc", _settings(base_data, registry_gc_delete_untagged=True)
-    )
-    assert "DELETE_UNTAGGED=1" in untagged
-    assert "standby-start config-readonly.yml" in script and 'take_lock "$LOCK_WAIT"' in script
-    assert "{{.State.Running}}" in script
-    assert "UPLOAD_MAX_AGE_MINUTES=60" in script
-    hours = render.template(
-        "usr/local/sbin/regops-gc", _settings(base_data, registry_gc_upload_max_age="2d")
-    )
-    assert "UPLOAD_MAX_AGE_MINUTES=2880" in hours
+def test_gc_job_settings_follow_the_data(base_data):
+    """The GC job is regops_host.gc, installed verbatim: only its constants are rendered."""
+    config = json.loads(gc_task.job_config(_settings(base_data)))
+    assert config["delete_untagged"] is False and config["upload_max_age_minutes"] == 60
+    assert config["primary"] == "registry" and config["shared"] is False
+    assert config["storage"] == "/var/lib/registry/docker/registry/v2"
+    assert config["config_in_container"].endswith("/config.yml")
+    assert config["lock"] == hostpaths.LOCK and config["state_file"] == hostpaths.GC_STATE
+    untagged = json.loads(gc_task.job_config(_settings(base_data,
+                                                       registry_gc_delete_untagged=True)))
+    assert untagged["delete_untagged"] is True
+    days = json.loads(gc_task.job_config(_settings(base_data, registry_gc_upload_max_age="2d")))
+    assert days["upload_max_age_minutes"] == 2880
+    assert set(config) == set(Config.__dataclass_fields__)  # the job reads every one
+    wrapper = render.template("usr/local/sbin/regops-gc", _settings(base_data))
+    assert f"-m regops_host.gc --config {hostpaths.GC_CONFIG}" in wrapper
+    assert [remote for _, remote in gc_task.code_files()] == [
+        f"{hostpaths.HOST_CODE}/regops_host/{name}.py" for name in ("__init__", "control", "gc")]
 
 
-def test_cron_file_uses_the_schedule(base_data):
-    cron = render.template(
-        "etc/cron.d/regops-gc", _settings(base_data, registry_gc_schedule="5 4 * * *")
-    )
-    assert "5 4 * * * root /usr/local/sbin/regops-gc" in cron
+def test_gc_timer_uses_the_schedule_and_runs_the_service(base_data):
+    timer = gc_task.timer(_settings(base_data, registry_gc_schedule="5 4 * * *"))
+    assert "OnCalendar=*-*-* 04:05:00\n" in timer and "WantedBy=timers.target" in timer
+    service = render.template(hostpaths.GC_SERVICE, _settings(base_data))
+    assert f"ExecStart={hostpaths.GC_SCRIPT}\n" in service and "Type=oneshot" in service
+    assert f"StandardOutput=append:{hostpaths.GC_LOG}" in service
 
 
 def test_docker_ce_source_is_deb822_with_the_keyring(base_data):
