@@ -10,6 +10,9 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import ssl
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -35,6 +38,11 @@ pytestmark = pytest.mark.sandbox
 
 REPO = "team/cached/service"
 CACHE_DIR = "/var/lib/registry-cache"
+
+
+def _cache_message(upstream: dict) -> str:
+    return (f"this registry is a pull-through cache of https://{upstream['ip']}:5000: "
+            "it refuses pushes and deletes")
 
 
 def _cache_deploy(upstream: dict) -> Deploy:
@@ -81,6 +89,8 @@ def test_a_cache_serves_what_it_pulled_after_the_upstream_stops(hosts, tmp_path)
     assert "denied" in refused.stderr.lower() or "unauthorized" in refused.stderr.lower(), (
         refused.stderr)
 
+    _writes_are_refused_by_the_front_door(cache, upstream, other, pushed.digest)
+
     _a_client_docker_uses_the_cache_as_its_mirror(cache, upstream, layout, tmp_path)
 
     second = _cache_deploy(upstream)
@@ -88,6 +98,33 @@ def test_a_cache_serves_what_it_pulled_after_the_upstream_stops(hosts, tmp_path)
     back = deploy(limit="sb1")
     assert back.returncode == 0, back.output[-6000:]
     assert set(client(cache).catalog()) == own  # its own images, as they were
+
+
+def _writes_are_refused_by_the_front_door(cache: dict, upstream: dict, layout: Path,
+                                          digest: str) -> None:
+    """A push to a name the upstream never had (where the registry itself answered
+    skopeo with a 500) and raw writes: the front door's 403 with the OCI DENIED error,
+    before the registry sees them."""
+    refused = push(cache, layout, "2.0", "scx/cached/app")
+    assert refused.returncode != 0
+    assert "denied" in refused.stderr and _cache_message(upstream) in refused.stderr, (
+        refused.stderr)
+    assert "Internal Server Error" not in refused.stderr, refused.stderr
+    context = ssl.create_default_context(cafile=cache["ca_path"])
+    for method, path in (("PUT", f"{REPO}/manifests/2.0"),
+                         ("DELETE", f"{REPO}/manifests/{digest}")):
+        request = urllib.request.Request(f"{cache['registry_url']}/v2/{path}", method=method,
+                                         data=b"{}" if method == "PUT" else None)
+        try:
+            urllib.request.urlopen(request, context=context, timeout=30)
+            raise AssertionError(f"{method} {path} was not refused")
+        except urllib.error.HTTPError as answer:
+            assert answer.code == 403, (method, answer.code)
+            assert answer.headers["Content-Type"] == "application/json", answer.headers
+            assert json.loads(answer.read()) == {"errors": [{
+                "code": "DENIED", "message": _cache_message(upstream),
+                "detail": {"upstream": f"https://{upstream['ip']}:5000"}}]}
+    assert client(cache).digest(REPO, "1.0") == digest  # the delete did nothing
 
 
 HUB_NAMES = "registry-1.docker.io index.docker.io docker.io auth.docker.io"

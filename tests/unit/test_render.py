@@ -214,6 +214,33 @@ def test_the_token_service_ships_its_pages_and_knows_the_registry(base_data):
     assert json.loads(token_config(_settings(base_data, registry_ui=False)))["web"] is None
 
 
+def _location(site: str, head: str) -> str:
+    start = site.index(f"    location {head} {{")
+    return site[start:site.index("\n    }", start)]
+
+
+def test_a_cache_refuses_pushes_and_deletes_in_the_front_door(base_data):
+    """Before the registry, which answers a push to a cache with a 500: the OCI DENIED."""
+    upstream = "https://central.example.com:5000"
+    site = render.template("etc/nginx/conf.d/regops.conf",
+                           _settings(base_data, registry_proxy_remote_url=upstream))
+    v2 = _location(site, "/v2/")
+    refuse = "if ($request_method ~ ^(POST|PUT|PATCH|DELETE)$) {\n            return 403;"
+    assert refuse in v2 and "error_page 403 = @regops_cache_denied;" in v2
+    assert v2.index(refuse) < v2.index("include /etc/nginx/regops/registry-mode.conf;")
+    denied = _location(site, "@regops_cache_denied")
+    assert "default_type application/json;" in denied
+    assert "add_header Docker-Distribution-Api-Version registry/2.0 always;" in denied
+    body = denied.split("return 403 '", 1)[1].rsplit("\\n';", 1)[0]
+    assert json.loads(body) == {"errors": [{
+        "code": "DENIED",
+        "message": f"this registry is a pull-through cache of {upstream}: "
+                   "it refuses pushes and deletes",
+        "detail": {"upstream": upstream}}]}
+    plain = render.template("etc/nginx/conf.d/regops.conf", _settings(base_data))
+    assert "@regops_cache_denied" not in plain and "return 403" not in plain
+
+
 def test_front_door_modes(base_data):
     s = _settings(base_data)
     normal = render.template("etc/nginx/regops/registry-normal.conf", s)
