@@ -42,7 +42,8 @@ def paths_to_stat(s: Settings) -> list[str]:
         "/etc/docker", "/etc/docker/daemon.json", hostpaths.DOCKER_SOCK, "/etc/docker/certs.d",
         certs_d(s), f"{certs_d(s)}/ca.crt",
         hostpaths.FRONTDOOR_KEY, f"{config_dir}/htpasswd",
-        s["registry_data_dir"], hostpaths.GC_SCRIPT, hostpaths.GC_CRON, hostpaths.GC_STATE,
+        s["registry_data_dir"], hostpaths.GC_SCRIPT, hostpaths.GC_SERVICE, hostpaths.GC_TIMER,
+        hostpaths.GC_STATE,
         hostpaths.TOKEN_DIR, hostpaths.TOKEN_KEY, hostpaths.TOKEN_USERS, hostpaths.TOKEN_ROBOTS,
         hostpaths.TOKEN_NOTIFY_SECRET, hostpaths.TOKEN_CONFIG, hostpaths.AUDIT_LOG,
     ]
@@ -118,8 +119,7 @@ def sections(s: Settings) -> dict[str, str]:
         "certs_d_files": f"find {shlex.quote(certs_d(s))} -mindepth 1 -maxdepth 1 "
                          f"-printf '%p\\t%y\\t%u\\t%g\\t%U\\t%G\\t%m\\n'",
         "gc_state": f"cat {hostpaths.GC_STATE}",
-        "gc_cron": f"cat {hostpaths.GC_CRON}",
-        "cron_active": "systemctl is-active cron",
+        "gc_timer": "systemctl show regops-gc.timer -p ActiveState,UnitFileState,Triggers",
         "nginx_active": "systemctl is-active nginx",
         "token_unit": "systemctl show regops-token -p "
                       + ",".join(TOKEN_UNIT_PROPERTIES),

@@ -33,8 +33,8 @@ BROKEN = {"files.registry-key", "gc.job-installed", "container.non-root",
           "registry.debug-port-closed", "tls.cert-days-left"}
 KEY = "/etc/nginx/regops/tls/server.key"
 CERT = "/etc/nginx/regops/tls/server.crt"
-WATCHED = ("/etc/docker /etc/cron.d /usr/local/sbin /var/lib/regops /etc/docker/registry "
-           "/etc/nginx")
+WATCHED = ("/etc/docker /etc/cron.d /etc/systemd/system /usr/local/sbin /var/lib/regops "
+           "/etc/docker/registry /etc/nginx")
 # The registry recreated by hand as root, with its debug port published to the world.
 TAMPERED = """
 . /etc/docker/registry/registry.spec
@@ -149,7 +149,7 @@ def test_five_breakages_are_exactly_what_fails(hosts, broken):
     pem = base64.b64encode(short_lived_cert(h, days=10)).decode()
     for command in (
         f"chmod 0644 {KEY}",
-        "rm /etc/cron.d/regops-gc",
+        "rm /etc/systemd/system/regops-gc.timer",
         f"echo {pem} | base64 -d > {CERT} && systemctl reload nginx",
         f"bash -c {shlex.quote(TAMPERED)}",
     ):

@@ -415,7 +415,8 @@ def snapshot(**overrides: Any) -> facts.HostFacts:
         stat_line("/etc/docker", mode="755", kind="directory"),
         stat_line("/etc/nginx/regops/tls/server.key", mode="400"),
         stat_line("/usr/local/sbin/regops-gc", mode="755", ctime=NOW - 3600),
-        stat_line("/etc/cron.d/regops-gc"),
+        stat_line("/etc/systemd/system/regops-gc.service"),
+        stat_line("/etc/systemd/system/regops-gc.timer"),
     ])
     sections = {
         "now": (0, str(NOW)),
@@ -423,8 +424,8 @@ def snapshot(**overrides: Any) -> facts.HostFacts:
         "container": (0, json.dumps([container()])),
         "image": (0, "sha256:abc"),
         "gc_state": (1, "cat: /var/lib/regops/gc-last.json: No such file or directory"),
-        "gc_cron": (0, "17 3 * * 0 root /usr/local/sbin/regops-gc >>/var/log/regops-gc.log"),
-        "cron_active": (0, "active"),
+        "gc_timer": (0, "Triggers=regops-gc.service\nActiveState=active\n"
+                        "UnitFileState=enabled"),
         "nginx_active": (0, "active"),
         "frontdoor_mode": (0, "registry-normal.conf"),
         "listen": (0, "  sl  local_address rem_address   st\n"
@@ -573,14 +574,19 @@ def test_gc_last_run_states(settings, state, options, status, words):
     assert verdict.status is status and words in verdict.detail
 
 
-def test_gc_job_needs_cron_file_line_and_service(settings):
+def test_gc_job_needs_the_timer_file_enabled_and_active(settings):
     assert gc_job_installed(ctx(settings, snapshot())).status is Status.PASS
-    no_cron = snapshot(stat=(0, stat_line("/usr/local/sbin/regops-gc", mode="755")),
-                       gc_cron=(1, "No such file"))
-    verdict = gc_job_installed(ctx(settings, no_cron))
-    assert verdict.status is Status.FAIL and "/etc/cron.d/regops-gc is missing" in verdict.detail
-    stopped = gc_job_installed(ctx(settings, snapshot(cron_active=(3, "inactive"))))
-    assert "cron service is not running" in stopped.detail
+    no_timer = snapshot(stat=(0, "\n".join([
+        stat_line("/usr/local/sbin/regops-gc", mode="755"),
+        stat_line("/etc/systemd/system/regops-gc.service")])))
+    verdict = gc_job_installed(ctx(settings, no_timer))
+    assert verdict.status is Status.FAIL
+    assert "/etc/systemd/system/regops-gc.timer is missing" in verdict.detail
+    stopped = gc_job_installed(ctx(settings, snapshot(gc_timer=(0, (
+        "Triggers=regops-gc.service\nActiveState=inactive\nUnitFileState=disabled")))))
+    assert stopped.status is Status.FAIL
+    assert "regops-gc.timer is not active" in stopped.detail
+    assert "regops-gc.timer is not enabled" in stopped.detail
 
 
 def test_disk_free_threshold(settings):

@@ -9,12 +9,14 @@ from regops.compliance import cron
 from regops.compliance.checks._base import Context, check
 from regops.compliance.checks._helpers import mode_problem
 from regops.compliance.model import Verdict, fail, ok
-from regops.hostpaths import GC_CRON, GC_SCRIPT
+from regops.hostpaths import GC_SCRIPT, GC_SERVICE, GC_TIMER
+
+TIMER = "regops-gc.timer"
 
 
 @check(
     id="gc.job-installed",
-    title="The GC cron job is installed and cron runs",
+    title="The GC timer is installed, enabled and active",
     rationale="Without GC deleted images never free their space.",
     reference="regops",
 )
@@ -22,21 +24,21 @@ def gc_job_installed(c: Context) -> Verdict:
     if not c.s["registry_gc_enabled"]:
         return ok("not expected: registry_gc_enabled is false")
     problems = [p for p in (
-        mode_problem(c.facts.stat(GC_CRON), GC_CRON, "root", {"root"}, 0o644),
+        mode_problem(c.facts.stat(GC_TIMER), GC_TIMER, "root", {"root"}, 0o644),
+        mode_problem(c.facts.stat(GC_SERVICE), GC_SERVICE, "root", {"root"}, 0o644),
         mode_problem(c.facts.stat(GC_SCRIPT), GC_SCRIPT, "root", {"root"}, 0o755),
     ) if p]
-    cron_text = c.facts.optional_text("gc_cron")
-    if cron_text is not None and not any(
-        line.split()[5:7] == ["root", GC_SCRIPT]
-        for line in cron_text.splitlines() if len(line.split()) > 6
-        and not line.lstrip().startswith("#")
-    ):
-        problems.append(f"{GC_CRON} has no line running {GC_SCRIPT} as root")
-    if (c.facts.optional_text("cron_active") or "").strip() != "active":
-        problems.append("the cron service is not running")
+    shown = dict(line.partition("=")[::2]
+                 for line in (c.facts.optional_text("gc_timer") or "").splitlines())
+    if shown.get("ActiveState") != "active":
+        problems.append(f"{TIMER} is not active")
+    if shown.get("UnitFileState") != "enabled":
+        problems.append(f"{TIMER} is not enabled (it would not run after a reboot)")
+    if shown.get("Triggers") != "regops-gc.service":
+        problems.append(f"{TIMER} does not start regops-gc.service")
     if problems:
         return fail("; ".join(problems), "redeploy")
-    return ok(f"{GC_CRON} runs {GC_SCRIPT} ({c.s['registry_gc_schedule']})")
+    return ok(f"{TIMER} runs {GC_SCRIPT} ({c.s['registry_gc_schedule']})")
 
 
 def gc_max_age(c: Context) -> timedelta:
@@ -69,7 +71,8 @@ def gc_last_run(c: Context) -> Verdict:
             return ok(f"no run yet; GC installed {_ago(installed)} ago, may go "
                       f"{_ago(limit)} without a run")
         return fail(f"GC never ran although installed {_ago(installed)} ago (limit "
-                    f"{_ago(limit)})", "look at /var/log/regops-gc.log and the cron service")
+                    f"{_ago(limit)})",
+                    "look at /var/log/regops-gc.log and systemctl status regops-gc")
     try:
         state = json.loads(raw)
         when = datetime.strptime(state["time"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
@@ -82,7 +85,7 @@ def gc_last_run(c: Context) -> Verdict:
                     "look at /var/log/regops-gc.log")
     if age > limit:
         return fail(f"last successful GC was {_ago(age)} ago (limit {_ago(limit)})",
-                    "look at the cron service and /var/log/regops-gc.log")
+                    "look at systemctl list-timers regops-gc.timer and /var/log/regops-gc.log")
     return ok(f"last GC {_ago(age)} ago: ok, {state.get('bytes_freed', 0)} bytes freed, "
               f"read-only {state.get('readonly_seconds', 0)} s")
 
