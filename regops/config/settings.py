@@ -312,20 +312,16 @@ RULES: list[Rule] = [
     _tls_files,
 ]
 
-# Keys that were renamed or replaced: the error says what to use instead.
-RENAMED = {
-    "registry_tls_cipher_suites": "registry_tls_ciphers (OpenSSL names: the front door, "
-    "nginx, serves TLS now)",
-}
-
-
 def check_data(host: str, data: Mapping[str, Any]) -> dict[str, Any]:
     """Defaults merged with the host's data, every value checked; no side effects."""
     unknown = sorted(k for k in data if k.startswith("registry_") and k not in KEY_NAMES)
-    for name in unknown:
-        if name in RENAMED:
-            raise ConfigError(host, name, f"no longer exists; use {RENAMED[name]}")
     if unknown:
+        # Only on this error path: the migrations module imports pyinfra.
+        from regops.deploy.migrations import renamed
+
+        old = renamed(unknown)  # a key of an earlier release: say what replaced it
+        if old:
+            raise ConfigError(host, old[0], f"no longer exists; use {old[1]}")
         raise ConfigError(host, unknown[0], "unknown key (typo?); see the README's data table")
     merged = {**DEFAULTS, **{k: v for k, v in data.items() if k in KEY_NAMES}}
     if merged["registry_name"] is None:

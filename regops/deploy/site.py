@@ -12,6 +12,7 @@ availability).
 from pyinfra import host, inventory
 
 from regops.config.settings import load_or_exit
+from regops.deploy import migrations
 from regops.deploy.tasks import (
     account,
     auth,
@@ -39,6 +40,7 @@ if settings.role == "registry":
     token.apply(settings)
     registry.apply(settings)
     frontdoor.apply(settings)
+    migrations.to_0_1_0(settings)  # once the new registry and its front door serve
     token.retire(settings)  # htpasswd mode: only once nothing sends clients to it
     gc.apply(settings)
 
@@ -47,3 +49,5 @@ if settings.role == "load_balancer":
 
 if settings["registry_redis_host"] == host.name:  # any role: the replicas' shared cache
     redis.apply(settings)
+
+migrations.to_0_2_0(settings)  # last: what replaces a piece of 0.1.0 runs before it goes

@@ -67,8 +67,3 @@ def apply(s: Settings) -> None:
     unit.install_control(s, hostpaths.FRONTDOOR_CONTROL, staged=staged)
     systemd.service(name="Start nginx at boot", service="nginx", enabled=True)
     unit.ensure(the_unit)
-    files.directory(
-        name="Remove the registry's own TLS files of regops before the front door",
-        path=f"{s['registry_config_dir']}/tls",
-        present=False,
-    )

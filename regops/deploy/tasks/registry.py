@@ -115,11 +115,6 @@ def apply(s: Settings) -> None:
             path=f"{d['registry_config_dir']}/htpasswd",
             present=False,
         )
-    files.file(
-        name="Remove the serve.yml link of regops before the front door",
-        path=f"{d['registry_config_dir']}/serve.yml",
-        present=False,
-    )
 
 
 def _image(s: Settings) -> None:

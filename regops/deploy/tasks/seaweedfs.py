@@ -19,14 +19,13 @@ from io import StringIO
 
 from pyinfra import host
 from pyinfra.api import deploy
-from pyinfra.facts.files import File
 from pyinfra.facts.server import Command
 from pyinfra.operations import apt, files, server, systemd
 from pyinfra.operations.util import any_changed
 
 from regops import hostpaths
 from regops.config.settings import Settings
-from regops.deploy import render
+from regops.deploy import migrations, render
 from regops.deploy.facts import S3BucketPresent, serve_from_snapshot
 from regops.deploy.operations import Secret, refresh_apt_for, secret_file
 from regops.deploy.tasks.account import system_account
@@ -113,13 +112,7 @@ def apply(s: Settings) -> None:
     for path, owner, mode in ((hostpaths.SEAWEEDFS_DIR, "root", "0750"),
                               (data_dir, user, "0750")):
         files.directory(name=f"Create {path}", path=path, user=owner, group=user, mode=mode)
-    if host.get_fact(File, path=hostpaths.SEAWEEDFS_OLD_UNIT):
-        # Same data directory: volumes and the filer's metadata carry over; the master
-        # starts afresh in <data>/master and learns the volumes from the volume server.
-        systemd.service(name="Stop the one-process regops-seaweedfs (one unit per part now)",
-                        service="regops-seaweedfs", running=False, enabled=False)
-        files.file(name=f"Remove {hostpaths.SEAWEEDFS_OLD_UNIT}",
-                   path=hostpaths.SEAWEEDFS_OLD_UNIT, present=False)
+    migrations.to_0_1_0(s)  # the one-process SeaweedFS holds the parts' ports
     config = secret_file(
         name="Write the S3 gateway's identity (the replicas' credentials)",
         src=Secret(identities(s)),
