@@ -1,7 +1,8 @@
-"""Moving a host from the previous version (htpasswd behind the front door) to this
-one (token auth by default): a fresh sandbox host is deployed with the previous
-release's own code, taken from git, used by a client, then deployed with this
-checkout. Nothing is lost: the images, the URL and port, the CA, every password.
+"""Upgrading a host from the previous release (0.1.0) to this one: a fresh sandbox
+host is deployed with the previous release's own code, taken from git, used by a
+client, then deployed with this checkout while two clients pull. Nothing is lost:
+the images, the URL and port, the CA, every password; no pull fails, and the deploy
+after the upgrade changes nothing.
 """
 
 from __future__ import annotations
@@ -19,11 +20,13 @@ from pathlib import Path
 import pytest
 
 from regops.sandbox import oci
+from regops.sandbox.load import Load
 from tests.support.sandbox import (
     IN_CI,
     ROOT,
     SANDBOX,
     assert_blobs_hash_to_their_digests,
+    client,
     demo_password,
     pull,
     push,
@@ -33,8 +36,8 @@ from tests.support.sandbox import (
 
 pytestmark = pytest.mark.sandbox
 
-# The last release before token auth: htpasswd checked by the registry, nginx in front.
-PREVIOUS = "b02a27d"
+# Release 0.1.0 (token auth, nginx in front): its last commit. There is no tag for it.
+PREVIOUS = "b63eb0f"
 NAME = f"{SANDBOX}-mig"
 
 
@@ -73,7 +76,7 @@ def migrated(tmp_path_factory, sandbox):
         previous = _previous_checkout(tmp_path_factory.mktemp("previous"))
         old = _deploy(previous)
         assert old.returncode == 0, old.stdout[-4000:] + old.stderr[-4000:]
-        assert "htpasswd" in th.file("/etc/docker/registry/config.yml").content_string
+        assert "token:" in th.file("/etc/docker/registry/config.yml").content_string
         layout = tmp_path_factory.mktemp("img") / "layout"
         pushed = oci.image(layout, "1.0", [{"data": os.urandom(256 * 1024)}])
         result = push(h, layout, "1.0", "team/project/kept")
@@ -87,16 +90,22 @@ def migrated(tmp_path_factory, sandbox):
             "password": demo_password(h),
             "digest": pushed.digest,
         }
-        new = _deploy(ROOT)
+        pulls = Load(lambda: client(h), [("team/project/kept", "1.0")], pushers=0, pullers=2,
+                     pause=0.1)
+        pulls.start()
+        try:
+            new = _deploy(ROOT)
+        finally:
+            during = pulls.stop()
         assert new.returncode == 0, new.stdout[-4000:] + new.stderr[-4000:]
-        yield h, th, before, new
+        yield h, th, before, new, during
     finally:
         if os.environ.get("REGOPS_KEEP_SANDBOX") != "1":
             regops("sandbox", "down", "--name", NAME, check=False)
 
 
 def test_the_host_now_runs_token_auth(migrated):
-    h, th, _, _ = migrated
+    h, th, _, _, _ = migrated
     config = th.file("/etc/docker/registry/config.yml").content_string
     assert "token:" in config and "htpasswd" not in config
     assert th.service("regops-token").is_running
@@ -104,7 +113,7 @@ def test_the_host_now_runs_token_auth(migrated):
 
 
 def test_same_url_port_ca_and_certificate(migrated):
-    h, th, before, _ = migrated
+    h, th, before, _, _ = migrated
     assert Path(h["ca_path"]).read_bytes() == before["ca"]
     assert th.file(f"/etc/docker/certs.d/{h['registry_name']}:5000/ca.crt").content == (
         before["host_ca"])
@@ -115,7 +124,7 @@ def test_same_url_port_ca_and_certificate(migrated):
 
 
 def test_old_password_still_logs_in_and_images_are_all_there(migrated, tmp_path):
-    h, th, before, _ = migrated
+    h, th, before, _, _ = migrated
     assert demo_password(h) == before["password"]
     login = th.run(f"printf %s {shlex.quote(before['password'])} | docker login -u demo "
                    f"--password-stdin {h['registry_name']}:5000")
@@ -128,6 +137,11 @@ def test_old_password_still_logs_in_and_images_are_all_there(migrated, tmp_path)
     index = json.loads((tmp_path / "pulled" / "index.json").read_text())
     assert [m["digest"] for m in index["manifests"]] == [before["digest"]]
     assert_blobs_hash_to_their_digests(tmp_path / "pulled")
+
+
+def test_no_pull_failed_during_the_upgrade(migrated):
+    during = migrated[4]
+    assert during.pulls > 0 and during.pull_failures == [], during.as_dict()
 
 
 def test_the_deploy_after_the_migration_changes_nothing(migrated):
