@@ -230,7 +230,8 @@ def mode_cold(p: Params) -> Params:
     # The deployed code: bench_auth.py runs this with PYTHONPATH=<token_code>.
     import bcrypt
 
-    from regops_token import server  # the deployed code, from token_code
+    from regops_token import tokens  # the deployed code, from token_code
+    from regops_token.config import Config
 
     cost = deployed_cost(p["users_file"])
     directory = tempfile.mkdtemp(prefix="regops-bench-auth-")
@@ -257,11 +258,11 @@ def mode_cold(p: Params) -> Params:
                       audit=f"{directory}/audit.log")
         with open(f"{directory}/config.json", "w") as out:
             json.dump(config, out)
-        loaded = server.Config.load(f"{directory}/config.json")
-        scopes = server.scopes_of([f"repository:{p['repo']}:pull,push"])
+        loaded = Config.load(f"{directory}/config.json")
+        scopes = tokens.scopes_of([f"repository:{p['repo']}:pull,push"])
         runs = []
         for threads in p["cold_threads"]:
-            service = server.TokenService(loaded)  # nothing remembered
+            service = tokens.TokenService(loaded)  # nothing remembered
 
             def login(name: str, service: Any = service) -> bool:
                 subject, _ = service.authenticate(name, password, "127.0.0.1")
@@ -284,7 +285,7 @@ def mode_cold(p: Params) -> Params:
             count += 1
         warm = {"threads": 1, "logins": count, "seconds": round(time.perf_counter() - started, 3)}
         warm["per_second"] = round(count / warm["seconds"], 1)
-        return {"cost": cost, "code": server.__file__, "runs": runs, "warm_in_process": warm}
+        return {"cost": cost, "code": tokens.__file__, "runs": runs, "warm_in_process": warm}
     finally:
         shutil.rmtree(directory, ignore_errors=True)
 

@@ -2,7 +2,7 @@
 
 import argparse
 
-from regops_token.server import serve
+from regops_token.http import serve
 
 parser = argparse.ArgumentParser(prog="regops-token", description=__doc__)
 parser.add_argument("--config", required=True, help="the service's JSON config")

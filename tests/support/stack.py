@@ -25,8 +25,10 @@ import bcrypt
 from regops.registry.images import image_config, image_manifest, push_image, sha256
 from regops.sandbox.model import EXAMPLE_ACCESS, EXAMPLE_GROUPS
 from regops.secrets import pki
+from regops_token.config import Config
+from regops_token.http import Server, make_handler, make_web
 from regops_token.rules import parse_policy, policy_to_json
-from regops_token.server import Config, Server, TokenService, make_handler, make_web
+from regops_token.tokens import TokenService
 
 SERVICE = "reg.test"
 PASSWORDS = {"alice": "alice-password-1", "bob": "bob-password-22", "carol": "carol-password-3"}

@@ -14,7 +14,7 @@ import pytest
 from regops.cli.access import audit_command, describe, since_time
 from regops.errors import UsageError
 from regops_token import audit
-from regops_token.server import record_event
+from regops_token.notify import record_event
 
 ROOT = Path(__file__).resolve().parents[2]
 

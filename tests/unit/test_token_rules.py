@@ -10,7 +10,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from regops.sandbox.model import EXAMPLE_ACCESS, EXAMPLE_GROUPS
-from regops_token import jws, server
+from regops_token import authn, jws
+from regops_token.authn import Htpasswd, Throttle
 from regops_token.rules import (
     RuleError,
     Subject,
@@ -19,7 +20,7 @@ from regops_token.rules import (
     policy_from_json,
     policy_to_json,
 )
-from regops_token.server import Htpasswd, Throttle, parse_scope, scopes_of
+from regops_token.tokens import parse_scope, scopes_of
 
 USERS = ["alice", "bob", "carol", "ci"]
 EXAMPLE = {
@@ -169,7 +170,7 @@ def test_a_verified_password_skips_bcrypt_until_it_changes(tmp_path, monkeypatch
     users = Htpasswd(str(path))
     calls = []
     real = bcrypt.checkpw
-    monkeypatch.setattr(server.bcrypt, "checkpw", lambda p, h: calls.append(p) or real(p, h))
+    monkeypatch.setattr(authn.bcrypt, "checkpw", lambda p, h: calls.append(p) or real(p, h))
     assert users.check("alice", "one") and users.check("alice", "one")
     assert len(calls) == 1  # the second login came from memory
     assert users.check("alice", "two") is False and users.check("alice", "two") is False
@@ -178,7 +179,7 @@ def test_a_verified_password_skips_bcrypt_until_it_changes(tmp_path, monkeypatch
                     "# a longer file, so the change is seen within the same second\n")
     assert users.check("alice", "one") is False  # the old password is not remembered
     assert users.check("alice", "two") is True
-    monkeypatch.setattr(server.time, "monotonic", lambda: 1e12)  # long after
+    monkeypatch.setattr(authn.time, "monotonic", lambda: 1e12)  # long after
     calls.clear()
     assert users.check("alice", "two") and len(calls) == 1
     path.write_text("")

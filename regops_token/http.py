@@ -1,0 +1,287 @@
+"""The token service over HTTP: the handler of the registry's token protocol (and of
+the notifications' and the web pages' routes), the threaded server, and `serve`,
+which wires config, tokens, notifications and pages together as the systemd unit
+runs it (`python3 -m regops_token`).
+
+    GET  /auth/token   Basic credentials or none; repeated or space-separated `scope`,
+                       `service`, `account`, `offline_token`, `client_id`
+    POST /auth/token   form: grant_type=password (username, password) or
+                       grant_type=refresh_token (refresh_token); scope, service,
+                       client_id, access_type=offline
+    GET  /auth/health  200 when it can sign
+    POST /notify       the registry's notifications (its own listener, bearer secret)
+    everything else    the web pages (`regops_token.web`), when the config has `web`
+
+A password is checked with bcrypt once per token, not per request (and once per
+two minutes for a client that logs in again and again); repeated failed logins
+of one name from one address are slowed down (`authn`). Every decision is one
+JSON line in the audit log; so are the pushes and deletes the registry reports
+(`notify`). Users and robots are re-read when their files change, so adding a
+user needs no restart.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from regops_token import notify
+from regops_token.config import Config
+from regops_token.rules import ANONYMOUS, Subject
+from regops_token.tokens import TokenService, scopes_of
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def make_web(service: TokenService) -> Any:
+    """The web pages, when the config asks for them (else None)."""
+    if not service.config.web:
+        return None
+    from regops_token.backend import Backend
+    from regops_token.catalog import Catalog
+    from regops_token.web import Web, WebConfig
+
+    doc = service.config.web
+    catalog = Catalog(Backend([int(p) for p in doc["registry_ports"]], service.mint))
+    service.audit.listeners.append(catalog.history.record)
+    return Web(service, catalog, WebConfig(
+        address=doc["address"], gc_schedule=doc.get("gc_schedule"),
+        gc_state=doc.get("gc_state", ""), audit=service.config.audit), today=service.today)
+
+
+def _basic(header: str | None) -> tuple[str, str] | None:
+    if not header or not header.lower().startswith("basic "):
+        return None
+    try:
+        decoded = base64.b64decode(header[6:].strip(), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    name, sep, password = decoded.partition(":")
+    return (name, password) if sep else None
+
+
+def make_handler(service: TokenService, web: Any = None) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "regops-token"
+        sys_version = ""
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:  # the audit log says it all
+            pass
+
+        def _address(self) -> str:
+            return self.headers.get("X-Real-IP") or self.client_address[0]
+
+        def _send(self, status: int, doc: Mapping[str, Any], extra: Mapping[str, str] = {}) -> None:
+            body = json.dumps(doc).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", "no-store")
+            for key, value in extra.items():
+                self.send_header(key, value)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def _error(self, status: int, code: str, message: str) -> None:
+            extra = {"WWW-Authenticate": 'Basic realm="regops"'} if status == 401 else {}
+            self._send(
+                status,
+                {
+                    "errors": [{"code": code, "message": message}],
+                    "error": code.lower(),
+                    "error_description": message,
+                },
+                extra,
+            )
+
+        def _service_ok(self, params: Mapping[str, list[str]]) -> bool:
+            asked = params.get("service", [service.config.service])[0]
+            if asked != service.config.service:
+                self._error(400, "UNSUPPORTED", f"unknown service {asked!r}")
+                return False
+            return True
+
+        def _answer(
+            self,
+            subject: Subject,
+            scopes: list[tuple[str, str, list[str]]],
+            client: str,
+            offline: bool,
+            post: bool,
+            refresh: str | None = None,
+            via: str = "",
+        ) -> None:
+            token, ttl, _ = service.issue(subject, scopes, self._address(), client, via)
+            doc: dict[str, Any] = {
+                "token": token,
+                "access_token": token,
+                "expires_in": ttl,
+                "issued_at": _now(),
+            }
+            if post:
+                doc["scope"] = " ".join(f"{k}:{n}:{','.join(a)}" for k, n, a in scopes)
+            if refresh:
+                doc["refresh_token"] = refresh
+            elif offline and subject.kind != ANONYMOUS:
+                doc["refresh_token"] = service.refresh_token(subject)
+            self._send(200, doc)
+
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            url = urlsplit(self.path)
+            if url.path == "/auth/health":
+                service._load_key()
+                self._send(200, {"ok": True})
+                return
+            if url.path != "/auth/token":
+                self._web("GET", url.path, url.query, "")
+                return
+            params = parse_qs(url.query)
+            if not self._service_ok(params):
+                return
+            credentials = _basic(self.headers.get("Authorization"))
+            subject = Subject(ANONYMOUS)
+            if credentials:
+                found, why = service.authenticate(*credentials, self._address())
+                if found is None:
+                    self._error(401, "UNAUTHORIZED", "incorrect username or password")
+                    return
+                subject = found
+            offline = params.get("offline_token", ["false"])[0].lower() == "true"
+            self._answer(
+                subject,
+                scopes_of(params.get("scope", [])),
+                params.get("client_id", [""])[0],
+                offline,
+                post=False,
+                via="GET basic" if credentials else "GET anonymous",
+            )
+
+        def _web(self, method: str, path: str, query: str, body: str) -> None:
+            if web is None or path.startswith("/auth/"):
+                self._error(404, "NOT_FOUND", "no such endpoint")
+                return
+            response = web.respond(method, unquote(path), query,
+                                   {k.lower(): v for k, v in self.headers.items()}, body,
+                                   self._address())
+            self.send_response(response.status)
+            self.send_header("Content-Length", str(len(response.body)))
+            for key, value in response.headers:
+                self.send_header(key, value)
+            self.end_headers()
+            self.wfile.write(response.body)
+
+        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            url = urlsplit(self.path)
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(min(length, 1 << 20)).decode(errors="replace")
+            if url.path == "/notify":
+                self._notify(body)
+                return
+            if url.path != "/auth/token":
+                self._web("POST", url.path, url.query, body)
+                return
+            params = parse_qs(body)
+            if not self._service_ok(params):
+                return
+            grant = params.get("grant_type", [""])[0]
+            client = params.get("client_id", [""])[0]
+            scopes = scopes_of(params.get("scope", []))
+            offline = params.get("access_type", [""])[0] == "offline"
+            if grant == "password":
+                name = params.get("username", [""])[0]
+                found, _ = service.authenticate(
+                    name, params.get("password", [""])[0], self._address()
+                )
+                if found is None:
+                    self._error(401, "UNAUTHORIZED", "incorrect username or password")
+                    return
+                self._answer(found, scopes, client, offline, post=True, via="POST password")
+            elif grant == "refresh_token":
+                token = params.get("refresh_token", [""])[0]
+                found, why = service.from_refresh_token(token, self._address())
+                if found is None:
+                    service.audit("refresh_refused", client_ip=self._address(), reason=why)
+                    self._error(401, "UNAUTHORIZED", why)
+                    return
+                self._answer(found, scopes, client, offline, post=True, refresh=token,
+                             via="POST refresh_token")
+            else:
+                self._error(400, "UNSUPPORTED", f"grant_type {grant!r} is not supported")
+
+        def _notify(self, body: str) -> None:
+            if not notify.authorized(service.config.notify_secret_file,
+                                     self.headers.get("Authorization", "")):
+                self._error(401, "UNAUTHORIZED", "no")
+                return
+            notify.deliver(body, service.audit, service.label, web)
+            self._send(200, {"ok": True})
+
+    return Handler
+
+
+class Server(ThreadingHTTPServer):
+    """A client that hangs up mid-request (a closed tab, nginx dropping an idle
+    connection) is not an error worth a traceback in the journal."""
+
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
+            return
+        super().handle_error(request, client_address)
+
+
+def interface_address(spec: str) -> tuple[str, int]:
+    """`docker0:5021` -> (the interface's IPv4 address, 5021); `127.0.0.1:5021` as is."""
+    host, _, port = spec.rpartition(":")
+    if host and not host[0].isdigit():
+        import fcntl
+        import socket
+        import struct
+
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            packed = fcntl.ioctl(
+                s.fileno(),
+                0x8915,  # SIOCGIFADDR
+                struct.pack("256s", host.encode()[:15]),
+            )
+        host = socket.inet_ntoa(packed[20:24])
+    return host, int(port)
+
+
+def serve(config_path: str) -> None:
+    config = Config.load(config_path)
+    service = TokenService(config)
+    web = make_web(service)
+    if web is not None:
+        web.catalog.run_indexer(audit_path=config.audit)
+    handler = make_handler(service, web)
+    host, port = interface_address(config.listen)
+    servers = [Server((host, port), handler)]
+    if config.notify_listen:
+        for attempt in range(60):  # the bridge comes up with Docker
+            try:
+                servers.append(
+                    Server(interface_address(config.notify_listen), handler)
+                )
+                break
+            except OSError:
+                if attempt == 59:
+                    raise
+                time.sleep(1)
+    for extra in servers[1:]:
+        threading.Thread(target=extra.serve_forever, daemon=True).start()
+    print(f"regops-token: serving {config.service} on {host}:{port}", file=sys.stderr, flush=True)
+    servers[0].serve_forever()
