@@ -72,4 +72,10 @@ def to_0_2_0(s: Settings) -> None:
 
     Called at the end of the deploy, after every task of the host's role, so what
     replaces a removed piece already runs when it goes.
+
+    A replica ran GC from cron (`/etc/cron.d/regops-gc`); regops-gc.timer runs it
+    now (`regops.deploy.tasks.gc`), so the cron file goes, else GC would run twice.
     """
+    if s.role == "registry":
+        files.file(name="Remove the GC cron job of regops 0.1.0 (regops-gc.timer runs GC now)",
+                   path=hostpaths.GC_CRON, present=False)

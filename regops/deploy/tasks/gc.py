@@ -144,11 +144,3 @@ def apply(s: Settings) -> None:
                              path=hostpaths.GC_TIMER, present=False)
         systemd.daemon_reload(name="Make systemd read the GC units again",
                               _if=lambda: service.did_change() or removed.did_change())
-    remove_gc_cron_of_0_1_0()
-
-
-# migration from 0.1.0
-def remove_gc_cron_of_0_1_0() -> None:
-    """0.1.0 ran GC from cron; the timer runs it now, so the cron file goes (else both)."""
-    files.file(name="Remove the GC cron job of regops 0.1.0 (regops-gc.timer runs GC now)",
-               path=hostpaths.GC_CRON, present=False)
