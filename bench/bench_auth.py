@@ -1,4 +1,4 @@
-"""Benchmarks of token auth behind the TLS front door; prints small tables for the README.
+"""Benchmarks of token auth behind the TLS front door; prints small tables for docs/measured.md.
 
     REGOPS_SANDBOX=bench python bench/bench_auth.py -i inventories/sandbox.py --host sb1
     ... [--json] [--parts v2,tokens,prune,blob] [--duration 3] [--blob-mb 500] [--tags 1000]

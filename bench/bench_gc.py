@@ -1,5 +1,5 @@
 """What garbage collection costs clients: the GC job, run as cron runs it, under 10
-concurrent pushers and a loop of pulls; prints a row for the README.
+concurrent pushers and a loop of pulls; prints a row for docs/measured.md.
 
     python bench/bench_gc.py -i inventories/sandbox.py --host sb1 [--runs 3]
 

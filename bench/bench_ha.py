@@ -12,7 +12,7 @@ replica's front door) and the single host's front door. Throughput: --pullers
 threads pulling one image of --layer-mb in a loop, then --pushers threads pushing
 new images of that size, each for --seconds. GC: --garbage images of 4 MiB pushed
 and deleted on each, then `regops gc` (the cluster GC for the replicas).
-Bounded by --seconds; it prints JSON and a row for the README.
+Bounded by --seconds; it prints JSON and a row for docs/measured.md.
 """
 
 from __future__ import annotations

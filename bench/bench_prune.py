@@ -1,4 +1,4 @@
-"""Benchmark of `regops prune` over 1,000 tags; prints a small table for the README.
+"""Benchmark of `regops prune` over 1,000 tags; prints a small table for docs/measured.md.
 
     python bench/bench_prune.py                      # policy engine only (no registry)
     python bench/bench_prune.py -i inventories/sandbox.py --host sb1

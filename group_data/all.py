@@ -1,5 +1,5 @@
 """Data for every host of every inventory (pyinfra loads group_data/<group>.py).
 
 Put `registry_*` keys shared by all hosts here, e.g. `registry_gc_schedule`;
-the README's data table lists every key and its default.
+docs/reference/keys.md lists every key and its default.
 """

@@ -1,6 +1,6 @@
 """Production inventory: an example to edit (host names are what clients use).
 
-Every `registry_*` key is in the README's data table. Passwords come from
+Every `registry_*` key is in docs/reference/keys.md. Passwords come from
 REGOPS_PASSWORD_<USER> or are generated into .regops/secrets/ (gitignored).
 """
 

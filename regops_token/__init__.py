@@ -9,4 +9,4 @@ the answer (with `jws`); `http` answers the registry's token protocol and
 what `catalog` reads of the registry (`backend`) and `manifests` parses.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

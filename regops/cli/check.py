@@ -75,7 +75,8 @@ def _unit_args(inventory: str, limit: Sequence[str], only: Sequence[str], skip: 
 @click.option("--prometheus", metavar="FILE",
               help="Also write a node-exporter textfile (regops_check_ok{host,check}).")
 @click.option("--list", "list_checks", is_flag=True, help="List the checks and exit.")
-@click.option("--markdown", is_flag=True, help="List the checks as a Markdown table (README).")
+@click.option("--markdown", is_flag=True,
+              help="List the checks as a Markdown table (docs/reference/checks.md).")
 @click.option("--write-units", metavar="DIR",
               help="Write regops-check.service/.timer running this command into DIR and exit.")
 @click.option("--unit-calendar", default="hourly", show_default=True,

@@ -55,7 +55,7 @@ def sandbox() -> None:
               help="Seconds to wait for each host to boot and answer SSH.")
 @click.option("--topology", type=click.Choice(sorted(TOPOLOGIES)), default=None,
               help="single: each host its own registry; ha: a load balancer, two replicas on "
-                   "S3 and their storage host, one registry name [default: single, or as "
+                   "S3 and three storage hosts, one registry name [default: single, or as "
                    "made].")
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 def up_cmd(hosts: int | None, distros: tuple[str, ...], name: str, mirror: str | None,

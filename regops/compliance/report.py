@@ -1,6 +1,6 @@
 """Output formats: a table per host for people, JSON, JUnit XML for CI, and a
 Prometheus node-exporter textfile for alerting. Plus the check list as Markdown
-for the README."""
+for docs/reference/checks.md."""
 
 from __future__ import annotations
 
@@ -153,7 +153,7 @@ def check_list(checks: Sequence[Check]) -> str:
 
 
 def markdown(checks: Sequence[Check]) -> str:
-    """The check table for the README."""
+    """The check table for docs/reference/checks.md."""
 
     def cell(text: str) -> str:
         return text.replace("|", "\\|")

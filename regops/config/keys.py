@@ -2,7 +2,7 @@
 
 Inventory or group data overrides the defaults per host. Unknown `registry_*`
 keys are refused (`regops.config.settings`), so a typo never silently falls back
-to a default. The README's data table is generated from this list and a test
+to a default. The keys reference (docs/reference/keys.md) is generated from this list and a test
 keeps the two equal. Checks that involve several keys are rules in
 `regops.config.settings`.
 """

@@ -322,7 +322,7 @@ def check_data(host: str, data: Mapping[str, Any]) -> dict[str, Any]:
         old = renamed(unknown)  # a key of an earlier release: say what replaced it
         if old:
             raise ConfigError(host, old[0], f"no longer exists; use {old[1]}")
-        raise ConfigError(host, unknown[0], "unknown key (typo?); see the README's data table")
+        raise ConfigError(host, unknown[0], "unknown key (typo?); see docs/reference/keys.md")
     merged = {**DEFAULTS, **{k: v for k, v in data.items() if k in KEY_NAMES}}
     if merged["registry_name"] is None:
         merged["registry_name"] = host

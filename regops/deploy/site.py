@@ -5,7 +5,7 @@
 Each host's data is checked first (one line naming host, key and problem), and
 so are the hosts that share a registry name and their shared bucket; nothing
 is changed on any host until every host's data is good. Hosts do what their
-`registry_role` says: a storage host, a replica or a load balancer (README: High
+`registry_role` says: a storage host, a replica or a load balancer (docs/storage.md: High
 availability).
 """
 

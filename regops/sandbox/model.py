@@ -22,11 +22,11 @@ LABEL = "regops.sandbox"
 SSH_USER = "root"
 REGISTRY_PORT = 5000
 DEMO_USER = "demo"
-# The sandbox shows the access model (README, "Access control"): teams in their
+# The sandbox shows the access model (docs/access.md): teams in their
 # namespaces, public pulls without a login, a CI robot, and one expired robot the
 # token service refuses. The demo user is an admin, so day-2 commands can do it all.
 # Tokens live the shortest allowed time, so clients renew them while tests watch.
-# The README's example groups and rules, which the tests of the rules use too.
+# The docs' example groups and rules, which the tests of the rules use too.
 EXAMPLE_GROUPS: dict[str, list[str]] = {"platform": ["alice", "bob"]}
 EXAMPLE_ACCESS: list[dict[str, Any]] = [
     {"repositories": "platform/**", "who": ["group:platform"],
@@ -51,7 +51,7 @@ ACCESS_DATA: dict[str, Any] = {
 }
 # Shapes `regops sandbox up --topology` makes. `single`: every host its own registry.
 # `ha`: one registry name on six hosts: a load balancer, two replicas on S3, and three
-# storage hosts that serve their bucket and survive losing one (README: Object storage
+# storage hosts that serve their bucket and survive losing one (docs/storage.md: Object storage
 # and replicas). More hosts than a shape names are replicas.
 TOPOLOGIES: dict[str, tuple[str, ...]] = {
     "single": (),

@@ -1,5 +1,5 @@
 """Per-namespace access control with real clients: the sandbox inventory carries the
-README's example rules (regops.sandbox.model.ACCESS_DATA), the token service on
+docs' example rules (regops.sandbox.model.ACCESS_DATA), the token service on
 each host enforces them, and docker, skopeo and containerd's ctr see the result.
 
 Who is who here: bob is in group platform (pull, push, delete on platform/**),

@@ -1,5 +1,5 @@
 """The web pages in a real browser (Debian's chromium, driven by Playwright) through a
-sandbox host's front door, as a person uses them; the screenshots in the README
+sandbox host's front door, as a person uses them; the screenshots in docs/access.md
 come from here (docs/screenshots/).
 
 Who is who (regops.sandbox.model.ACCESS_DATA): bob is in group platform (pull,

@@ -67,7 +67,7 @@ def ha(sandbox) -> Iterator[dict[str, dict]]:
 
 
 def _report(what: str, numbers: dict[str, Any]) -> None:
-    """Measured numbers for the README: printed (`pytest -s`), and kept as JSON in
+    """Measured numbers for docs/measured.md: printed (`pytest -s`), and kept as JSON in
     $REGOPS_HA_REPORT_DIR when that is set."""
     print(f"{what}: {numbers}")
     directory = os.environ.get("REGOPS_HA_REPORT_DIR")

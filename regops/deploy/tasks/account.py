@@ -1,7 +1,7 @@
 """The unprivileged system account the registry container runs as, and the config
 directory only it and root can read.
 
-Its keys: the `account` concern of `regops.config.keys` (README: Data keys).
+Its keys: the `account` concern of `regops.config.keys` (docs/reference/keys.md).
 """
 
 from pyinfra import host

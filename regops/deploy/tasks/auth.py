@@ -7,7 +7,7 @@ Passwords and robot secrets come from the environment or the operator's secrets
 directory and never reach the output. Salts are derived from a stored key so the
 files are the same on every run (a second deploy changes nothing).
 
-Its keys: the `auth` concern of `regops.config.keys` (README: Data keys).
+Its keys: the `auth` concern of `regops.config.keys` (docs/reference/keys.md).
 """
 
 import os

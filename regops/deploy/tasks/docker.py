@@ -1,6 +1,6 @@
 """Docker engine: Debian's docker.io or Docker CE, with a hardened daemon.json.
 
-Its keys: the `docker` concern of `regops.config.keys` (README: Data keys).
+Its keys: the `docker` concern of `regops.config.keys` (docs/reference/keys.md).
 """
 
 from io import StringIO

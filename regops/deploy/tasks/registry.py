@@ -7,7 +7,7 @@ replaces it without an outage (a candidate first, clients moved by the front doo
 the previous one restored if the new one fails). Data lives on the host and
 survives every replacement.
 
-Its keys: the `registry` concern of `regops.config.keys` (README: Data keys).
+Its keys: the `registry` concern of `regops.config.keys` (docs/reference/keys.md).
 """
 
 from io import StringIO

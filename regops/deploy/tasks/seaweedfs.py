@@ -89,7 +89,7 @@ def refuse_own_store(s: Settings) -> None:
         print(f"regops: error: {s.host}: registry_role: this storage host's filer keeps the "
               f"bucket's metadata in its own store ({store}); three storage hosts and more "
               "share one in etcd, and moving it there is not built: keep one storage host "
-              "(README: Known limits)", file=sys.stderr)
+              "(docs/limits.md)", file=sys.stderr)
         raise SystemExit(2)
 
 

@@ -4,7 +4,7 @@ Generated material is made and kept on the operator's machine (reused, renewed
 when under `registry_tls_renew_days` left). The front door serves the
 certificate (its key root-only on the host); the host's own Docker trusts the CA.
 
-Its keys: the `tls` concern of `regops.config.keys` (README: Data keys).
+Its keys: the `tls` concern of `regops.config.keys` (docs/reference/keys.md).
 """
 
 from io import StringIO
