@@ -1,6 +1,5 @@
 """The Vagrant path of docs/deploying.md, for real: `vagrant up` boots a Debian 12 machine
-(Vagrant's
-docker provider, so no hypervisor is needed), the deploy runs against it with
+(Vagrant's docker provider, so no hypervisor is needed), the deploy runs against it with
 `inventories/vagrant.py`, testinfra (`regops check`) and a push and pull through
 verified TLS check the result, and `vagrant destroy` removes it."""
 
