@@ -106,10 +106,11 @@ class Lock:
 
 
 def lock_holder(path: str) -> str | None:
-    """Who holds the lock (for messages), or None when it is free."""
+    """Who holds the lock (for messages), or None when it is free. Asked with a shared
+    lock, as common.sh asks, so probes side by side never see each other as a holder."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         return None
     except BlockingIOError:
         try:

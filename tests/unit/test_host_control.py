@@ -3,9 +3,15 @@ flock(1), which common.sh takes), running, and the order of the read-only switch
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 from collections.abc import Sequence
+from pathlib import Path
 
+from regops import hostpaths
+from regops.config.settings import load
+from regops.deploy import render
 from regops_host.control import Lock, Result, Switch, lock_holder, running
 from tests.support.require import require_command
 
@@ -42,7 +48,7 @@ def test_the_lock_is_the_one_flock_takes(tmp_path):
 
 def test_the_lock_waits_then_gives_up(tmp_path):
     path = str(tmp_path / "regops.lock")
-    held = subprocess.Popen(["flock", path, "sleep", "30"])
+    held = subprocess.Popen(["flock", path, "sleep", "30"], start_new_session=True)
     try:
         now = [0.0]
         waits: list[float] = []
@@ -59,7 +65,7 @@ def test_the_lock_waits_then_gives_up(tmp_path):
         assert not Lock(path, clock=lambda: now[0], sleep=sleep).take(3, "gc")
         assert sum(waits) >= 3
     finally:
-        held.kill()
+        os.killpg(held.pid, signal.SIGKILL)  # flock and the sleep that holds the lock
         held.wait()
 
 
@@ -97,3 +103,36 @@ def test_a_failed_step_stops_the_switch_and_says_which():
     calls = Calls(running={"registry": True}, fail={"mode normal"})
     assert not _switch(calls).to_writable()
     assert calls.calls[-1] == ("regops-registry", "standby-stop")  # the standby goes anyway
+
+
+def _shell_lock_holder(lib: Path, lock: str) -> str:
+    """common.sh's lock_holder, rendered and run in bash against `lock`."""
+    done = subprocess.run(["bash", "-c", f'. "{lib}"; REGOPS_LOCK="{lock}"; lock_holder'],
+                          capture_output=True, text=True, check=True)
+    return done.stdout.strip()
+
+
+def test_probes_side_by_side_never_see_each_other_as_the_holder(base_data, tmp_path):
+    """The deploy reads every control script's `state` at once: one `lock_holder` must not
+    take another's probe for a job holding the lock (the deploy would stop as busy)."""
+    require_command("flock", "util-linux")
+    lib = tmp_path / "common.sh"
+    lib.write_text(render.template(hostpaths.SCRIPT_LIB, load("reg1", base_data, environ={})))
+    path = str(tmp_path / "regops.lock")
+    (tmp_path / "regops.lock.owner").write_text("a change of the registry (since then)\n")
+    probe = subprocess.Popen(["flock", "-s", path, "sleep", "5"],  # a probe, held long
+                             start_new_session=True)
+    try:
+        for _ in range(50):
+            if subprocess.run(["flock", "-n", path, "true"]).returncode == 1:
+                break
+            subprocess.run(["sleep", "0.1"])
+        assert lock_holder(path) is None
+        assert _shell_lock_holder(lib, path) == ""
+    finally:
+        os.killpg(probe.pid, signal.SIGKILL)
+        probe.wait()
+    held = Lock(path)
+    assert held.take(0, "garbage collection")
+    assert _shell_lock_holder(lib, path).startswith("garbage collection (since ")
+    held.release()
