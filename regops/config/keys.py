@@ -637,14 +637,14 @@ KEYS: list[Key] = [
         "registry_gc_enabled",
         True,
         "gc",
-        "Install the garbage-collection cron job.",
+        "Install the garbage-collection job (regops-gc.service, started by regops-gc.timer).",
         boolean,
     ),
     Key(
         "registry_gc_schedule",
         "17 3 * * 0",
         "gc",
-        "Cron schedule of the GC job (5 fields).",
+        "When GC runs: a cron schedule (5 fields), turned into the timer's OnCalendar=.",
         cron_problem,
     ),
     Key(

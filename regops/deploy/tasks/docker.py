@@ -15,7 +15,7 @@ from regops.deploy.facts import serve_from_snapshot
 from regops.deploy.operations import refresh_apt_for
 from regops.deploy.render import daemon_json, template
 
-TOOLS = ["ca-certificates", "curl", "cron"]
+TOOLS = ["ca-certificates", "curl"]
 PACKAGES = {
     "debian": ["docker.io"],
     "docker-ce": ["docker-ce", "docker-ce-cli", "containerd.io"],
@@ -27,7 +27,7 @@ def apply(s: Settings) -> None:
     serve_from_snapshot()  # every fact of this host in a few round trips
     refresh_apt_for([*TOOLS, *PACKAGES[s["registry_docker_source"]]])
     apt.packages(
-        name="Install the tools the deploy and the GC job use (curl, cron, certificates)",
+        name="Install the tools the deploy and the GC job use (curl, certificates)",
         packages=TOOLS,
     )
     if s["registry_docker_source"] == "docker-ce":
