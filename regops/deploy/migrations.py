@@ -75,7 +75,12 @@ def to_0_2_0(s: Settings) -> None:
 
     A replica ran GC from cron (`/etc/cron.d/regops-gc`); regops-gc.timer runs it
     now (`regops.deploy.tasks.gc`), so the cron file goes, else GC would run twice.
+    The token service's `server.py` was split into modules of their own; the deploy
+    ships files but removes none, so the old module goes here.
     """
     if s.role == "registry":
         files.file(name="Remove the GC cron job of regops 0.1.0 (regops-gc.timer runs GC now)",
                    path=hostpaths.GC_CRON, present=False)
+        files.file(name="Remove the token service's server.py of regops 0.1.0 (split into "
+                        "config, authn, tokens, http and notify)",
+                   path=f"{hostpaths.TOKEN_CODE}/regops_token/server.py", present=False)

@@ -72,3 +72,6 @@ def test_a_replica_drops_what_came_before_the_front_door_after_it(tmp_path, secr
     last = {concern: max(i for i, op in enumerate(ops) if op.startswith(f"{concern} |"))
             for concern in ("Registry", "Front door")}
     assert max(last.values()) < serve and max(last.values()) < tls
+    old_server = ops.index("Remove the token service's server.py of regops 0.1.0 (split into "
+                           "config, authn, tokens, http and notify)")
+    assert old_server > max(i for i, op in enumerate(ops) if op.startswith("Token service |"))
