@@ -168,6 +168,9 @@ def inventory_hosts(doc: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
             "ssh_key": h["ssh_key"],
             "ssh_known_hosts_file": "/dev/null",
             "ssh_strict_host_key_checking": "no",
+            # A sandbox's sshd shares this machine's two cores with the registries'
+            # load tests: a connection refused or reset once is tried again.
+            "ssh_connect_retries": 2,
             "sandbox_distro": h["distro"],
             "sandbox_container": h["container"],
             "registry_name": h["registry_name"],
