@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -44,6 +45,28 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def _listen_ports(count: int) -> list[int]:
+    """`count` distinct free ports below the kernel's ephemeral range. A port that
+    bind(0) handed out is in that range, and the SeaweedFS parts starting side by
+    side can take it for an outgoing connection before its listener binds it
+    ("bind: address already in use", seen once)."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    chosen: list[int] = []
+    for port in random.sample(range(max(1024, low - 12000), low), 200):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        chosen.append(port)
+        if len(chosen) == count:
+            return chosen
+    raise AssertionError(f"no {count} free ports below {low}")
 
 
 def _wait(port: int, log: Path, seconds: float = 60) -> None:
@@ -106,8 +129,9 @@ def store_on_loopback(tmp_path_factory) -> Iterator[Store]:
     (tmp / "data").mkdir()
     (tmp / "s3.json").write_text(seaweedfs.identities(CREDS))
     # Every port explicit: weed's default gRPC port is its HTTP port + 10000.
-    ports = {f"{name}.port{kind}": _free_port() for name in ("master", "volume", "filer", "s3")
-             for kind in ("", ".grpc")}
+    flags = [f"{name}.port{kind}" for name in ("master", "volume", "filer", "s3")
+             for kind in ("", ".grpc")]
+    ports = dict(zip(flags, _listen_ports(len(flags)), strict=True))
     log = tmp / "weed.log"
     process = subprocess.Popen(
         [weed, "server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-dir={tmp / 'data'}",
