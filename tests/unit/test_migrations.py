@@ -4,16 +4,14 @@ the renamed keys, that the deploy calls each release's function, and where."""
 from __future__ import annotations
 
 import ast
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from regops.config.settings import ConfigError, load
 from regops.deploy import migrations
+from tests.support.plan import planned_operations
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "regops" / "deploy"
@@ -57,16 +55,7 @@ def test_one_function_per_release_each_called_by_the_deploy():
 def test_a_replica_drops_what_came_before_the_front_door_after_it(tmp_path, secrets_dir):
     """The plan on pyinfra's @fake connector: the same operations as before, after the
     front door's (the old registry needed them until the new one served)."""
-    inventory = tmp_path / "inventory.py"
-    data = {"registry_name": "reg1.example.com", "registry_secrets_dir": str(secrets_dir),
-            "fake_responses": {"uname -s": "Linux", "useradd": "/usr/sbin/useradd"}}
-    inventory.write_text(f"hosts = {[('@fake/reg1', data)]!r}\n")
-    result = subprocess.run(
-        [sys.executable, "-m", "pyinfra", str(inventory), "deploy.py", "-y"], cwd=ROOT,
-        env={**os.environ, "PYINFRA_FAKE_DELAY": "0", "PYINFRA_FAKE_DELAY_JITTER": "0"},
-        capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
-    ops = re.findall(r"--> Starting operation: (.+?)\s*$", result.stderr, re.M)
+    ops = planned_operations(tmp_path, secrets_dir)
     serve = ops.index("Remove the serve.yml link of regops before the front door")
     tls = ops.index("Remove the registry's own TLS files of regops before the front door")
     last = {concern: max(i for i, op in enumerate(ops) if op.startswith(f"{concern} |"))

@@ -2,52 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
 from regops.secrets import htpasswd, paths
 from regops.secrets import store as secrets
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _inventory(tmp_path: Path, hosts: list[tuple[str, dict]]) -> Path:
-    inventory = tmp_path / "inventory.py"
-    inventory.write_text(f"hosts = {hosts!r}\n")
-    return inventory
-
-
-def _pyinfra(inventory: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    environ = {
-        **os.environ,
-        "PYINFRA_FAKE_DELAY": "0",
-        "PYINFRA_FAKE_DELAY_JITTER": "0",
-        **(env or {}),
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "pyinfra", str(inventory), "deploy.py", "-y", *args],
-        cwd=ROOT,
-        env=environ,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
-def _host(name: str, secrets_dir: Path, **data) -> tuple[str, dict]:
-    return (
-        f"@fake/{name}",
-        {
-            "registry_name": f"{name}.example.com",
-            "registry_secrets_dir": str(secrets_dir),
-            "fake_responses": {"uname -s": "Linux", "useradd": "/usr/sbin/useradd"},
-            **data,
-        },
-    )
+from tests.support.plan import fake_host as _host
+from tests.support.plan import inventory as _inventory
+from tests.support.plan import pyinfra as _pyinfra
 
 
 def test_plan_runs_every_concern(tmp_path, secrets_dir):
