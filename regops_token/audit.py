@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from regops_token.guard import clip, clip_list
 from regops_token.rules import compile_pattern
 
 MAX_BYTES = 16 * 1024 * 1024
@@ -31,8 +32,19 @@ def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def bounded(value: Any) -> Any:
+    """A field as the log keeps it: strings and lists cut to the limits (`guard`), so no
+    request writes more than a few KiB, however long the names it sent."""
+    if isinstance(value, str):
+        return clip(value)
+    if isinstance(value, (list, tuple)):
+        return clip_list([str(item) for item in value])
+    return value
+
+
 class Audit:
-    """Appends one JSON line per event (flushed at once); rotates past `max_bytes`."""
+    """Appends one JSON line per event (flushed at once); rotates past `max_bytes`.
+    Every field is bounded first: flooding the log takes many requests, not a few."""
 
     def __init__(self, path: str, max_bytes: int = MAX_BYTES, keep: int = KEEP) -> None:
         self.path, self.max_bytes, self.keep = path, max_bytes, keep
@@ -41,7 +53,8 @@ class Audit:
         self.listeners: list[Callable[[dict[str, Any]], None]] = []
 
     def __call__(self, event: str, **fields: Any) -> None:
-        record = {"time": _now(), "event": event, **fields}
+        record = {"time": _now(), "event": event,
+                  **{key: bounded(value) for key, value in fields.items()}}
         line = json.dumps(record, sort_keys=True)
         for listener in self.listeners:
             listener(record)

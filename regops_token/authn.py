@@ -4,13 +4,16 @@ may do is `rules` (authz); the tokens that say so are `tokens`."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import hmac
 import os
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator
 from datetime import date
 from pathlib import Path
 
@@ -18,15 +21,38 @@ import bcrypt
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from regops_token import jws
+from regops_token import guard, jws
 from regops_token.audit import Audit
 from regops_token.config import Config
 from regops_token.rules import Subject
 
-# A bcrypt hash to compare against when the name is unknown, so that a wrong name
-# and a wrong password take the same time.
-_DUMMY_HASH = bcrypt.hashpw(b"regops-dummy", bcrypt.gensalt(10))
 VERIFIED_SECONDS = 120  # how long a verified password skips bcrypt (see Htpasswd.check)
+BCRYPT_WORKERS = max(2, os.cpu_count() or 2)  # password checks running at once
+IN_FLIGHT_PER_NAME = 4  # different passwords for one name checked or waiting at once
+FAILURE_WINDOW = 900.0  # seconds a failed login is counted after the last one
+UNKNOWN_NAMES = 10000  # failure counters kept for names that are nobody's
+_BCRYPT = threading.BoundedSemaphore(BCRYPT_WORKERS)
+
+
+def _cost(digest: bytes) -> int | None:
+    """The cost of a `$2b$NN$...` hash."""
+    parts = digest.split(b"$")
+    return int(parts[2]) if len(parts) > 3 and parts[2].isdigit() else None
+
+
+@functools.lru_cache(maxsize=8)
+def _dummy_hash(cost: int) -> bytes:
+    return bcrypt.hashpw(b"regops-dummy", bcrypt.gensalt(cost))
+
+
+def checkpw(password: str, digest: bytes) -> bool:
+    """bcrypt, at most BCRYPT_WORKERS at once: a flood of logins queues here instead
+    of taking every core."""
+    with _BCRYPT:
+        try:
+            return bcrypt.checkpw(password.encode(), digest)
+        except ValueError:  # not a bcrypt hash
+            return False
 
 
 class Htpasswd:
@@ -39,6 +65,7 @@ class Htpasswd:
         self._lock = threading.Lock()
         self._key = secrets.token_bytes(32)
         self._verified: dict[bytes, tuple[bytes, float]] = {}
+        self.cost: int | None = None  # the cost most of its hashes have
 
     def entries(self) -> dict[str, bytes]:
         with self._lock:
@@ -54,11 +81,26 @@ class Htpasswd:
                     name, sep, digest = line.strip().partition(":")
                     if sep and name and digest:
                         entries[name] = digest.encode()
+                costs = Counter(c for c in map(_cost, entries.values()) if c is not None)
+                self.cost = costs.most_common(1)[0][0] if costs else None
                 self._entries, self._stamp = entries, stamp
             return self._entries
 
+    def _mark(self, name: str, password: str) -> bytes:
+        return hmac.new(self._key, name.encode() + b"\0" + password.encode(),
+                        hashlib.sha256).digest()
+
+    def remembered(self, name: str, password: str) -> bool:
+        """Whether this password was verified for `name` lately, against the hash the
+        file holds now (no bcrypt)."""
+        stored = self.entries().get(name)
+        with self._lock:
+            seen = self._verified.get(self._mark(name, password))
+        return stored is not None and seen is not None and seen[0] == stored and (
+            seen[1] > time.monotonic())
+
     def check(self, name: str, password: str) -> bool | None:
-        """True or False; None when the name is not in the file.
+        """True or False; None (and no bcrypt) when the name is not in the file.
 
         A password bcrypt accepted is remembered for VERIFIED_SECONDS as an HMAC under
         a key that lives only in this process, tied to the stored hash: a client
@@ -67,58 +109,107 @@ class Htpasswd:
         Failures are not remembered: each one costs a full bcrypt."""
         stored = self.entries().get(name)
         if stored is None:
-            bcrypt.checkpw(password.encode(), _DUMMY_HASH)
             return None
-        mark = hmac.new(self._key, name.encode() + b"\0" + password.encode(),
-                        hashlib.sha256).digest()
-        now = time.monotonic()
-        with self._lock:
-            seen = self._verified.get(mark)
-        if seen is not None and seen[0] == stored and seen[1] > now:
+        if self.remembered(name, password):
             return True
-        ok = bcrypt.checkpw(password.encode(), stored)
+        ok = checkpw(password, stored)
         if ok:
             with self._lock:
                 if len(self._verified) >= 10000:  # bounded, oldest first
                     self._verified.pop(next(iter(self._verified)))
-                self._verified[mark] = (stored, now + VERIFIED_SECONDS)
+                self._verified[self._mark(name, password)] = (
+                    stored, time.monotonic() + VERIFIED_SECONDS)
         return ok
 
     def fingerprint(self, name: str) -> str:
-        """Changes when the name's password does: refresh tokens carry it."""
+        """The name's credential generation: changes when its hash does (a new
+        password, or `regops users passwd` with the same one, since the salt carries
+        a generation). Refresh tokens and web sessions carry it."""
         stored = self.entries().get(name, b"")
         return hashlib.sha256(stored).hexdigest()[:16]
 
 
 class Throttle:
-    """Repeated failed logins of one name from one address wait longer each time."""
+    """Repeated failed logins of one name from one address wait longer each time.
 
-    def __init__(self, free: int = 3, ceiling: float = 16.0) -> None:
-        self.free, self.ceiling = free, ceiling
-        self._failures: dict[tuple[str, str], int] = {}
+    Counters of names that exist are kept apart from those of names that are
+    nobody's, so spraying made-up names evicts only made-up names; a counter is
+    forgotten FAILURE_WINDOW seconds after its last failure."""
+
+    def __init__(self, free: int = 3, ceiling: float = 16.0, window: float = FAILURE_WINDOW,
+                 unknown: int = UNKNOWN_NAMES, clock: Callable[[], float] = time.monotonic
+                 ) -> None:
+        self.free, self.ceiling, self.window, self.clock = free, ceiling, window, clock
+        self.unknown_limit = unknown
+        self._known: dict[tuple[str, str], tuple[int, float]] = {}
+        self._unknown: dict[tuple[str, str], tuple[int, float]] = {}
         self._lock = threading.Lock()
 
-    def delay(self, name: str, address: str) -> float:
+    def _count(self, key: tuple[str, str]) -> int:
+        for table in (self._known, self._unknown):
+            found = table.get(key)
+            if found is not None:
+                if self.clock() - found[1] <= self.window:
+                    return found[0]
+                del table[key]
+        return 0
+
+    def count(self, name: str, address: str) -> int:
         with self._lock:
-            count = self._failures.get((name, address), 0)
+            return self._count((name, address))
+
+    def delay(self, name: str, address: str) -> float:
+        count = self.count(name, address)
         return 0.0 if count < self.free else min(self.ceiling, 2.0 ** (count - self.free))
 
-    def failed(self, name: str, address: str) -> int:
+    def failed(self, name: str, address: str, known: bool = True) -> int:
+        key = (name, address)
         with self._lock:
-            count = self._failures.get((name, address), 0) + 1
-            self._failures[(name, address)] = count
-            if len(self._failures) > 10000:  # bounded memory under a spray of names
-                self._failures.pop(next(iter(self._failures)))
+            count = self._count(key) + 1
+            table = self._known if known else self._unknown
+            table.pop(key, None)
+            table[key] = (count, self.clock())
+            if not known and len(table) > self.unknown_limit:
+                self._evict(table)
             return count
+
+    def _evict(self, table: dict[tuple[str, str], tuple[int, float]]) -> None:
+        """The stale first, else the lowest count (the oldest of those)."""
+        now = self.clock()
+        stale = [k for k, (_, last) in table.items() if now - last > self.window]
+        for key in stale:
+            del table[key]
+        if len(table) > self.unknown_limit:
+            del table[min(table, key=lambda k: table[k][0])]
 
     def succeeded(self, name: str, address: str) -> None:
         with self._lock:
-            self._failures.pop((name, address), None)
+            self._known.pop((name, address), None)
+            self._unknown.pop((name, address), None)
+
+
+class Busy(Exception):
+    """Too many logins of one name are being checked at once."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__("too many login attempts at once; retry later")
+        self.retry_after = retry_after
+
+
+class _Flight:
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.result: tuple[str | None, str] = (None, "not checked")
 
 
 class Authn:
     """Logins (token and web), and refresh tokens, against the users' and robots' files
-    and the robots of the rules; failures slowed down and audited."""
+    and the robots of the rules; failures slowed down and audited.
+
+    Each login costs at most one bcrypt, at the users' cost whether the name exists
+    or not. Identical attempts at once share one check; different passwords for one
+    name are checked one after another per address (each waits for the previous
+    one's verdict and its delay), at most IN_FLIGHT_PER_NAME at once (Busy past that)."""
 
     def __init__(self, config: Config, audit: Audit,
                  today: Callable[[], date] = date.today) -> None:
@@ -128,47 +219,117 @@ class Authn:
         self.throttle = Throttle()
         self.audit = audit
         self.today = today
+        self._lock = threading.Lock()
+        self._flights: dict[bytes, _Flight] = {}
+        self._per_name: dict[str, int] = {}
+        self._serial: dict[tuple[str, str], tuple[threading.Lock, int]] = {}
 
-    def login_user(self, name: str, password: str, address: str) -> bool:
-        """A web login: users only (robots are for machines), slowed down and audited
-        like a token login."""
-        delay = self.throttle.delay(name, address)
-        if delay > 0:
-            time.sleep(delay)
-        found = self.users.check(name, password)
-        if found:
-            self.throttle.succeeded(name, address)
-            return True
-        count = self.throttle.failed(name, address)
-        self.audit("login_failed", subject=name, client_ip=address, via="web",
-                   reason="unknown name" if found is None else "wrong password",
-                   failures=count)
-        return False
+    def _dummy(self, password: str) -> None:
+        cost = self.users.cost or self.robots.cost or 10
+        checkpw(password, _dummy_hash(cost))
 
-    def authenticate(self, name: str, password: str, address: str) -> tuple[Subject | None, str]:
-        """(subject, "") or (None, why): users first, then robots."""
+    def _verify(self, name: str, password: str, address: str, robots: bool
+                ) -> tuple[str | None, str]:
+        """("user" or "robot", "") when the password is right; (None, why) when not."""
+        if len(name) > guard.MAX_NAME:
+            return None, "unknown name"  # nobody's name is this long: no bcrypt for it
+        for kind, source in (("user", self.users), ("robot", self.robots)):
+            if (kind == "user" or robots) and source.remembered(name, password):
+                return kind, ""
+        mark = self.users._mark(name, password)
+        with self._lock:
+            joined = self._flights.get(mark)
+            if joined is None:
+                if self._per_name.get(name, 0) >= IN_FLIGHT_PER_NAME:
+                    raise Busy(max(1, int(self.throttle.delay(name, address))))
+                flight = self._flights[mark] = _Flight()
+                self._per_name[name] = self._per_name.get(name, 0) + 1
+        if joined is not None:  # the same name and password, being checked right now
+            joined.done.wait(self.throttle.ceiling * IN_FLIGHT_PER_NAME + 30)
+            return joined.result
+        try:
+            with self._serialized(name, address):
+                flight.result = self._check(name, password, address, robots)
+            return flight.result
+        finally:
+            with self._lock:
+                del self._flights[mark]
+                left = self._per_name[name] - 1
+                if left:
+                    self._per_name[name] = left
+                else:
+                    del self._per_name[name]
+            flight.done.set()
+
+    @contextlib.contextmanager
+    def _serialized(self, name: str, address: str) -> Iterator[None]:
+        key = (name, address)
+        with self._lock:
+            lock, users = self._serial.get(key, (threading.Lock(), 0))
+            self._serial[key] = (lock, users + 1)
+        try:
+            with lock:
+                yield
+        finally:
+            with self._lock:
+                lock, users = self._serial[key]
+                if users > 1:
+                    self._serial[key] = (lock, users - 1)
+                else:
+                    del self._serial[key]
+
+    def _check(self, name: str, password: str, address: str, robots: bool
+               ) -> tuple[str | None, str]:
+        """One bcrypt: against the name's hash, or the dummy for an unknown name."""
         delay = self.throttle.delay(name, address)
         if delay:
             time.sleep(delay)
-        user = self.users.check(name, password)
-        if user:
+        if name in self.users.entries():
+            kind, source = "user", self.users
+        elif robots and name in self.robots.entries():
+            kind, source = "robot", self.robots
+        else:
+            self._dummy(password)
+            self.throttle.failed(name, address, known=False)
+            return None, "unknown name"
+        if source.check(name, password):
             self.throttle.succeeded(name, address)
+            return kind, ""
+        self.throttle.failed(name, address)
+        return None, "wrong password"
+
+    def login_user(self, name: str, password: str, address: str) -> bool:
+        """A web login: users only (robots are for machines), slowed down and audited
+        like a token login. Busy when too many are being checked for the name."""
+        kind, why = self._verify(name, password, address, robots=False)
+        if kind == "user":
+            return True
+        self.audit("login_failed", subject=name, client_ip=address, via="web", reason=why,
+                   failures=self.throttle.count(name, address))
+        return False
+
+    def authenticate(self, name: str, password: str, address: str) -> tuple[Subject | None, str]:
+        """(subject, "") or (None, why): users first, then robots. Busy when too many
+        are being checked for the name."""
+        kind, why = self._verify(name, password, address, robots=True)
+        if kind == "user":
             return Subject("user", name), ""
-        robot = self.robots.check(name, password) if user is None else None
-        if robot:
+        if kind == "robot":
             spec = self.config.policy.robots.get(name)
             if spec is None:
                 why = "robot not in the rules"
             elif spec.expired(self.today()):
                 why = f"robot expired on {spec.expires.isoformat()}"
             else:
-                self.throttle.succeeded(name, address)
                 return Subject("robot", name), ""
-        else:
-            why = "unknown name" if user is None and robot is None else "wrong password"
-        count = self.throttle.failed(name, address)
-        self.audit("login_failed", subject=name, client_ip=address, reason=why, failures=count)
+        self.audit("login_failed", subject=name, client_ip=address, reason=why,
+                   failures=self.throttle.count(name, address))
         return None, why
+
+    def credential(self, name: str) -> str | None:
+        """A user's credential generation (None when the user is gone): web sessions
+        remember it at login and end when it changes."""
+        return self.users.fingerprint(name) if name in self.users.entries() else None
 
     def refresh_token(self, subject: Subject, key: ec.EllipticCurvePrivateKey,
                       chain: list[x509.Certificate]) -> str:

@@ -9,12 +9,16 @@ runs it (`python3 -m regops_token`).
                        grant_type=refresh_token (refresh_token); scope, service,
                        client_id, access_type=offline
     GET  /auth/health  200 when it can sign
-    POST /notify       the registry's notifications (its own listener, bearer secret)
     everything else    the web pages (`regops_token.web`), when the config has `web`
+
+    and on a listener of its own, on Docker's bridge (`make_notify_handler`):
+    POST /notify       the registry's notifications (bearer secret); nothing else
 
 A password is checked with bcrypt once per token, not per request (and once per
 two minutes for a client that logs in again and again); repeated failed logins
-of one name from one address are slowed down (`authn`). Every decision is one
+of one name from one address are slowed down (`authn`). What a client sends is
+bounded before it is matched or logged (`guard`); every read from a client has a
+timeout, and at most MAX_CONNECTIONS are served at once. Every decision is one
 JSON line in the audit log; so are the pushes and deletes the registry reports
 (`notify`). Users and robots are re-read when their files change, so adding a
 user needs no restart.
@@ -34,7 +38,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from regops_token import notify
+from regops_token import guard, notify
+from regops_token.authn import Busy
 from regops_token.config import Config
 from regops_token.rules import ANONYMOUS, Subject
 from regops_token.tokens import TokenService, scopes_of
@@ -71,45 +76,130 @@ def _basic(header: str | None) -> tuple[str, str] | None:
     return (name, password) if sep else None
 
 
+MAX_CONNECTIONS = 64  # connections served at once; more wait in the listen backlog
+CLIENT_TIMEOUT = 30.0  # seconds any read from a client may take
+NOTIFY_TIMEOUT = 10.0
+LOOPBACK = ("127.0.0.1", "::1")
+
+
+class _Base(BaseHTTPRequestHandler):
+    """What both listeners share: no access log (the audit log says it all), bounded
+    headers, a timeout on every read, header values checked, JSON answers."""
+
+    server_version = "regops-token"
+    sys_version = ""
+    protocol_version = "HTTP/1.1"
+    timeout = CLIENT_TIMEOUT
+    body_limit = guard.MAX_BODY
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def parse_request(self) -> bool:
+        if not super().parse_request():
+            return False
+        if sum(len(k) + len(v) + 4 for k, v in self.headers.items()) > guard.MAX_HEADER_BYTES:
+            self.send_error(431, "Request Header Fields Too Large")
+            return False
+        return True
+
+    def _respond(self, status: int, body: bytes, headers: list[tuple[str, str]]) -> None:
+        """One answer; a header value with CR or LF is never sent (a 500 instead)."""
+        if not all(guard.header_safe(k) and guard.header_safe(v) for k, v in headers):
+            status, body = 500, b'{"errors":[{"code":"UNKNOWN","message":"bad header"}]}'
+            headers = [("Content-Type", "application/json")]
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        for key, value in headers:
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _send(self, status: int, doc: Mapping[str, Any], extra: Mapping[str, str] = {}) -> None:
+        self._respond(status, json.dumps(doc).encode(), [
+            ("Content-Type", "application/json"), ("Cache-Control", "no-store"),
+            *extra.items()])
+
+    def _error(self, status: int, code: str, message: str,
+               extra: Mapping[str, str] = {}) -> None:
+        if status == 401:
+            extra = {"WWW-Authenticate": 'Basic realm="regops"', **extra}
+        self._send(
+            status,
+            {
+                "errors": [{"code": code, "message": message}],
+                "error": code.lower(),
+                "error_description": message,
+            },
+            extra,
+        )
+
+    def _body(self, limit: int) -> str | None:
+        """The request body within `limit` bytes; None (answered) when it is not."""
+        try:
+            length = guard.content_length(self.headers.get("Content-Length"), limit)
+        except guard.Refused as refused:
+            self.close_connection = True
+            status = 413 if "over the limit" in str(refused) else 400
+            self._error(status, "SIZE_INVALID" if status == 413 else "UNSUPPORTED",
+                        str(refused))
+            return None
+        return self.rfile.read(length).decode(errors="replace")
+
+
+def make_notify_handler(service: TokenService, web: Any = None
+                        ) -> type[BaseHTTPRequestHandler]:
+    """The registry's notifications, on their own listener (Docker's bridge, where any
+    container on the host can connect): POST /notify with the bearer secret, and
+    nothing else; no address from a header is believed."""
+
+    class NotifyHandler(_Base):
+        timeout = NOTIFY_TIMEOUT
+
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            self._error(404, "NOT_FOUND", "only POST /notify is served here")
+
+        do_HEAD = do_PUT = do_DELETE = do_PATCH = do_GET  # noqa: N815
+
+        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            if urlsplit(self.path).path != "/notify":
+                self._error(404, "NOT_FOUND", "only POST /notify is served here")
+                return
+            if not notify.authorized(service.config.notify_secret_file,
+                                     self.headers.get("Authorization", "")):
+                self.close_connection = True
+                self._error(401, "UNAUTHORIZED", "no")
+                return
+            body = self._body(guard.MAX_NOTIFY_BODY)
+            if body is None:
+                return
+            notify.deliver(body, service.audit, service.label, web)
+            self._send(200, {"ok": True})
+
+    return NotifyHandler
+
+
 def make_handler(service: TokenService, web: Any = None) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        server_version = "regops-token"
-        sys_version = ""
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, format: str, *args: Any) -> None:  # the audit log says it all
-            pass
-
+    class Handler(_Base):
         def _address(self) -> str:
-            return self.headers.get("X-Real-IP") or self.client_address[0]
+            """The client's address: nginx's X-Real-IP when nginx (on loopback) sent
+            the request, else the peer's own."""
+            peer = self.client_address[0]
+            real = self.headers.get("X-Real-IP", "").strip()
+            return guard.clip(real, 64) if real and peer in LOOPBACK else peer
 
-        def _send(self, status: int, doc: Mapping[str, Any], extra: Mapping[str, str] = {}) -> None:
-            body = json.dumps(doc).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.send_header("Cache-Control", "no-store")
-            for key, value in extra.items():
-                self.send_header(key, value)
-            self.end_headers()
-            self.wfile.write(body)
+        def _busy(self, busy: Busy) -> None:
+            self._error(429, "TOOMANYREQUESTS", str(busy),
+                        {"Retry-After": str(busy.retry_after)})
 
-        def _error(self, status: int, code: str, message: str) -> None:
-            extra = {"WWW-Authenticate": 'Basic realm="regops"'} if status == 401 else {}
-            self._send(
-                status,
-                {
-                    "errors": [{"code": code, "message": message}],
-                    "error": code.lower(),
-                    "error_description": message,
-                },
-                extra,
-            )
+        def _refused(self, refused: guard.Refused) -> None:
+            service.audit("token_refused", client_ip=self._address(), reason=str(refused))
+            self._error(400, "UNSUPPORTED", str(refused))
 
         def _service_ok(self, params: Mapping[str, list[str]]) -> bool:
             asked = params.get("service", [service.config.service])[0]
             if asked != service.config.service:
-                self._error(400, "UNSUPPORTED", f"unknown service {asked!r}")
+                self._error(400, "UNSUPPORTED", f"unknown service {guard.clip(asked, 64)!r}")
                 return False
             return True
 
@@ -150,10 +240,19 @@ def make_handler(service: TokenService, web: Any = None) -> type[BaseHTTPRequest
             params = parse_qs(url.query)
             if not self._service_ok(params):
                 return
+            try:
+                scopes = scopes_of(params.get("scope", []))
+            except guard.Refused as refused:
+                self._refused(refused)
+                return
             credentials = _basic(self.headers.get("Authorization"))
             subject = Subject(ANONYMOUS)
             if credentials:
-                found, why = service.authenticate(*credentials, self._address())
+                try:
+                    found, why = service.authenticate(*credentials, self._address())
+                except Busy as busy:
+                    self._busy(busy)
+                    return
                 if found is None:
                     self._error(401, "UNAUTHORIZED", "incorrect username or password")
                     return
@@ -161,33 +260,30 @@ def make_handler(service: TokenService, web: Any = None) -> type[BaseHTTPRequest
             offline = params.get("offline_token", ["false"])[0].lower() == "true"
             self._answer(
                 subject,
-                scopes_of(params.get("scope", [])),
-                params.get("client_id", [""])[0],
+                scopes,
+                guard.clip(params.get("client_id", [""])[0], 64),
                 offline,
                 post=False,
                 via="GET basic" if credentials else "GET anonymous",
             )
 
         def _web(self, method: str, path: str, query: str, body: str) -> None:
-            if web is None or path.startswith("/auth/"):
+            if web is None or path.startswith("/auth/") or path == "/notify":
                 self._error(404, "NOT_FOUND", "no such endpoint")
                 return
-            response = web.respond(method, unquote(path), query,
-                                   {k.lower(): v for k, v in self.headers.items()}, body,
-                                   self._address())
-            self.send_response(response.status)
-            self.send_header("Content-Length", str(len(response.body)))
-            for key, value in response.headers:
-                self.send_header(key, value)
-            self.end_headers()
-            self.wfile.write(response.body)
+            try:
+                response = web.respond(method, unquote(path), query,
+                                       {k.lower(): v for k, v in self.headers.items()}, body,
+                                       self._address())
+            except Busy as busy:
+                self._busy(busy)
+                return
+            self._respond(response.status, response.body, response.headers)
 
         def do_POST(self) -> None:  # noqa: N802 - http.server's name
             url = urlsplit(self.path)
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(min(length, 1 << 20)).decode(errors="replace")
-            if url.path == "/notify":
-                self._notify(body)
+            body = self._body(guard.MAX_BODY)
+            if body is None:
                 return
             if url.path != "/auth/token":
                 self._web("POST", url.path, url.query, body)
@@ -196,14 +292,21 @@ def make_handler(service: TokenService, web: Any = None) -> type[BaseHTTPRequest
             if not self._service_ok(params):
                 return
             grant = params.get("grant_type", [""])[0]
-            client = params.get("client_id", [""])[0]
-            scopes = scopes_of(params.get("scope", []))
+            client = guard.clip(params.get("client_id", [""])[0], 64)
+            try:
+                scopes = scopes_of(params.get("scope", []))
+            except guard.Refused as refused:
+                self._refused(refused)
+                return
             offline = params.get("access_type", [""])[0] == "offline"
             if grant == "password":
                 name = params.get("username", [""])[0]
-                found, _ = service.authenticate(
-                    name, params.get("password", [""])[0], self._address()
-                )
+                try:
+                    found, _ = service.authenticate(
+                        name, params.get("password", [""])[0], self._address())
+                except Busy as busy:
+                    self._busy(busy)
+                    return
                 if found is None:
                     self._error(401, "UNAUTHORIZED", "incorrect username or password")
                     return
@@ -218,24 +321,39 @@ def make_handler(service: TokenService, web: Any = None) -> type[BaseHTTPRequest
                 self._answer(found, scopes, client, offline, post=True, refresh=token,
                              via="POST refresh_token")
             else:
-                self._error(400, "UNSUPPORTED", f"grant_type {grant!r} is not supported")
-
-        def _notify(self, body: str) -> None:
-            if not notify.authorized(service.config.notify_secret_file,
-                                     self.headers.get("Authorization", "")):
-                self._error(401, "UNAUTHORIZED", "no")
-                return
-            notify.deliver(body, service.audit, service.label, web)
-            self._send(200, {"ok": True})
+                self._error(400, "UNSUPPORTED",
+                            f"grant_type {guard.clip(grant, 32)!r} is not supported")
 
     return Handler
 
 
 class Server(ThreadingHTTPServer):
-    """A client that hangs up mid-request (a closed tab, nginx dropping an idle
+    """A thread per connection, at most `limit` at once: past that, connections wait in
+    the listen backlog until one ends (each read times out, so none is held for
+    long). A client that hangs up mid-request (a closed tab, nginx dropping an idle
     connection) is not an error worth a traceback in the journal."""
 
     daemon_threads = True
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler],
+                 limit: int = MAX_CONNECTIONS) -> None:
+        self.slots = threading.BoundedSemaphore(limit)
+        super().__init__(address, handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        self.slots.acquire()
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         if isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
@@ -267,14 +385,14 @@ def serve(config_path: str) -> None:
     web = make_web(service)
     if web is not None:
         web.catalog.run_indexer(audit_path=config.audit)
-    handler = make_handler(service, web)
     host, port = interface_address(config.listen)
-    servers = [Server((host, port), handler)]
+    servers = [Server((host, port), make_handler(service, web))]
     if config.notify_listen:
         for attempt in range(60):  # the bridge comes up with Docker
             try:
                 servers.append(
-                    Server(interface_address(config.notify_listen), handler)
+                    Server(interface_address(config.notify_listen),
+                           make_notify_handler(service, web), limit=8)
                 )
                 break
             except OSError:

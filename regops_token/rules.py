@@ -31,22 +31,92 @@ class RuleError(ValueError):
     """Bad rule data; the message is the problem only (callers add host and key)."""
 
 
-def _segment_regex(segment: str) -> str:
-    if segment == "**":
-        return r"[^/]+(?:/[^/]+)*"
-    return "".join(
-        "[^/]*" if part == "*" else re.escape(part) for part in re.split(r"(\*)", segment)
-    )
+def _segment_matches(glob: str, segment: str) -> bool:
+    """One path segment against a glob of `*`s, in linear time: the parts between the
+    stars are found left to right (the leftmost place is always the right one), so a
+    name of thousands of `-` costs what its length does, not its square."""
+    parts = glob.split("*")
+    if len(parts) == 1:
+        return glob == segment
+    first, last = parts[0], parts[-1]
+    if len(first) + len(last) > len(segment) or not segment.startswith(first) or (
+            not segment.endswith(last)):
+        return False
+    at, end = len(first), len(segment) - len(last)
+    for part in parts[1:-1]:
+        found = segment.find(part, at, end)
+        if found < 0:
+            return False
+        at = found + len(part)
+    return True
+
+
+class Glob:
+    """A repository pattern, matched segment by segment: `*` within one segment, `**`
+    one or more whole segments. Time is linear in the name for each `**` of the
+    pattern (a table of pattern position by name position), never exponential."""
+
+    def __init__(self, pattern: str) -> None:
+        self.pattern = pattern
+        self.segments = tuple(pattern.split("/"))
+
+    def match(self, name: str) -> bool:
+        parts = name.split("/")
+        segments = self.segments
+        # reach[j]: the pattern's first i segments can match the name's first j.
+        reach = [True] + [False] * len(parts)
+        for glob in segments:
+            nxt = [False] * (len(parts) + 1)
+            if glob == "**":
+                for j in range(1, len(parts) + 1):
+                    nxt[j] = bool(parts[j - 1]) and (reach[j - 1] or nxt[j - 1])
+            else:
+                for j in range(1, len(parts) + 1):
+                    nxt[j] = reach[j - 1] and _segment_matches(glob, parts[j - 1])
+            reach = nxt
+            if not any(reach):
+                return False
+        return reach[-1]
+
+    def __repr__(self) -> str:
+        return f"Glob({self.pattern!r})"
 
 
 @functools.lru_cache(maxsize=4096)
-def compile_pattern(pattern: str, user: str | None = None) -> re.Pattern[str] | None:
-    """A repository pattern as a regex; None when it names `${user}` and there is no user."""
+def compile_pattern(pattern: str, user: str | None = None) -> Glob | None:
+    """A repository pattern, ready to match; None when it names `${user}` and there is
+    no user."""
     if "${user}" in pattern:
         if user is None:
             return None
         pattern = pattern.replace("${user}", user)
-    return re.compile("^" + "/".join(_segment_regex(s) for s in pattern.split("/")) + "$")
+    return Glob(pattern)
+
+
+def _segment_contains(outer: str, inner: str) -> bool:
+    """Every segment `inner` matches, `outer` matches too. `outer`'s stars may stand
+    for anything, so matching `inner` with its own stars read as letters is enough
+    (a letter `*` can only fall inside one of `outer`'s stars)."""
+    return outer == "*" or _segment_matches(outer, inner)
+
+
+def contains(outer: str, inner: str) -> bool:
+    """Whether every repository name pattern `inner` matches is matched by `outer`
+    (sound, not complete: a True is always right, a rare False is only cautious).
+    A `**` of `inner` is covered only by a `**` of `outer`, which covers one or more
+    of `inner`'s segments of any kind; any other segment of `outer` covers one."""
+    big, small = outer.split("/"), inner.split("/")
+    reach = [True] + [False] * len(small)
+    for glob in big:
+        nxt = [False] * (len(small) + 1)
+        for j in range(1, len(small) + 1):
+            if glob == "**":
+                nxt[j] = reach[j - 1] or nxt[j - 1]
+            else:
+                nxt[j] = reach[j - 1] and small[j - 1] != "**" and _segment_contains(
+                    glob, small[j - 1])
+        reach = nxt
+    return reach[-1]
 
 
 def pattern_problem(pattern: Any) -> str | None:
@@ -159,6 +229,24 @@ class Policy:
         for _, granted in self.reasons(subject, repository):
             actions |= granted
         return frozenset(actions)
+
+    def covers(self, subject: Subject, pattern: str, actions: Iterable[str]) -> bool:
+        """Whether `subject` holds each of `actions` on every repository `pattern`
+        matches: for each action, one rule's pattern that contains `pattern` (see
+        `contains`). Admins hold everything."""
+        if self.is_admin(subject):
+            return True
+        user = subject.name if subject.kind == "user" else None
+        labels = self.labels(subject)
+        for action in actions:
+            if not any(
+                action in rule.actions and labels & set(rule.who) and contains(
+                    outer.replace("${user}", user) if user else outer, pattern)
+                for rule in self.rules for outer in rule.repositories
+                if user or "${user}" not in outer
+            ):
+                return False
+        return True
 
     def grant(self, subject: Subject, kind: str, name: str, requested: Iterable[str]) -> list[str]:
         """The actions of one requested scope this subject gets (possibly none).

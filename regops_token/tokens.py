@@ -17,7 +17,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from regops_token import jws
+from regops_token import guard, jws
 from regops_token.audit import Audit
 from regops_token.authn import Authn
 from regops_token.config import Config
@@ -35,13 +35,15 @@ def parse_scope(text: str) -> tuple[str, str, list[str]] | None:
 
 
 def scopes_of(values: list[str]) -> list[tuple[str, str, list[str]]]:
-    """Repeated and space-separated scopes, parsed, unparsable ones dropped."""
+    """Repeated and space-separated scopes, parsed, unparsable ones dropped; guard.Refused
+    past the limits (too many, too long, a name over 255 characters), before any rule
+    sees them or the audit log records them."""
     found = []
-    for value in values:
-        for text in value.split():
-            parsed = parse_scope(text)
-            if parsed:
-                found.append(parsed)
+    for text in guard.scope_texts(values):
+        parsed = parse_scope(text)
+        if parsed:
+            guard.name(parsed[1], "repository name")
+            found.append(parsed)
     return found
 
 
@@ -88,6 +90,9 @@ class TokenService:
 
     def authenticate(self, name: str, password: str, address: str) -> tuple[Subject | None, str]:
         return self.authn.authenticate(name, password, address)
+
+    def credential(self, name: str) -> str | None:
+        return self.authn.credential(name)
 
     def refresh_token(self, subject: Subject) -> str:
         return self.authn.refresh_token(subject, self.key, self.chain[:1])

@@ -29,8 +29,10 @@ import jinja2
 
 from regops_token import audit as audit_log
 from regops_token import cron
+from regops_token.authn import Busy
 from regops_token.backend import BackendError
 from regops_token.catalog import Catalog, Summary, read_gc_record
+from regops_token.guard import local_path
 from regops_token.manifests import ManifestError
 from regops_token.rules import ACTIONS, ANONYMOUS, Policy, Subject, compile_pattern
 from regops_token.text import human_bytes, natural_key
@@ -92,6 +94,7 @@ class Session:
     csrf: str
     created: float
     seen: float
+    credential: str | None = None  # the user's credential generation at login
 
 
 class Sessions:
@@ -102,9 +105,10 @@ class Sessions:
         self._by_id: dict[str, Session] = {}
         self._lock = threading.Lock()
 
-    def create(self, user: str) -> Session:
+    def create(self, user: str, credential: str | None = None) -> Session:
         now = self.clock()
-        session = Session(secrets.token_urlsafe(32), user, secrets.token_urlsafe(32), now, now)
+        session = Session(secrets.token_urlsafe(32), user, secrets.token_urlsafe(32), now, now,
+                          credential)
         with self._lock:
             if len(self._by_id) >= 10000:  # bounded: the oldest goes
                 self._by_id.pop(next(iter(self._by_id)))
@@ -137,6 +141,8 @@ class Accounts(Protocol):
     def policy(self) -> Policy: ...
 
     def login_user(self, name: str, password: str, address: str) -> bool: ...
+
+    def credential(self, name: str) -> str | None: ...
 
     def audit(self, event: str, **fields: Any) -> None: ...
 
@@ -234,9 +240,16 @@ class Web:
     # ------------------------------------------------------------------ visitors
 
     def _visitor(self, request: Request) -> Visitor:
+        """The session's user, while they are in the rules and their credential is the
+        one they logged in with (a new password, `regops users passwd` or a removal
+        ends every session of theirs)."""
         session = self.sessions.get(request.cookie(SESSION_COOKIE))
         if session and session.user in self.accounts.policy.users:
-            return Visitor(Subject("user", session.user), session)
+            credential = self.accounts.credential(session.user)
+            if credential is not None and hmac.compare_digest(credential,
+                                                              session.credential or ""):
+                return Visitor(Subject("user", session.user), session)
+            self.sessions.drop(session.id)
         return Visitor(Subject(ANONYMOUS), None)
 
     def _csrf_ok(self, request: Request, visitor: Visitor) -> bool:
@@ -265,13 +278,21 @@ class Web:
             return self.login_form(request, visitor, "", status=403,
                                    error="The login form expired; please try again.")
         name, password = request.field("username").strip(), request.field("password")
-        if not name or not password or not self.accounts.login_user(
-                name, password, request.address):
+        try:
+            ok = bool(name and password) and self.accounts.login_user(
+                name, password, request.address)
+        except Busy as busy:
+            response = self.login_form(request, visitor, "", status=429,
+                                       error="Too many login attempts at once; try again in "
+                                             f"{busy.retry_after} s.")
+            response.headers.append(("Retry-After", str(busy.retry_after)))
+            return response
+        if not ok:
             return self.login_form(request, visitor, "", status=401,
                                    error="Incorrect username or password.")
         if visitor.session:
             self.sessions.drop(visitor.session.id)
-        session = self.sessions.create(name)
+        session = self.sessions.create(name, self.accounts.credential(name))
         self.accounts.audit("ui_login", subject=f"user:{name}", client_ip=request.address)
         response = _redirect(_local(request.field("next")) or "/repositories/")
         response.headers.append(("Set-Cookie", _cookie(SESSION_COOKIE, session.id,
@@ -521,16 +542,10 @@ class Web:
 
     def _administers(self, visitor: Visitor, patterns: tuple[str, ...],
                      actions: frozenset[str]) -> bool:
-        """Admins see every robot; a user those whose every repository pattern lies where
-        the user holds at least the robot's rights."""
+        """Admins see every robot; a user those whose every repository pattern lies
+        inside patterns where the user holds at least the robot's rights."""
         policy = self.accounts.policy
-        if policy.is_admin(visitor.subject):
-            return True
-        for pattern in patterns:
-            example = "/".join("x" if "*" in s else s for s in pattern.split("/"))
-            if not actions <= policy.allowed(visitor.subject, example):
-                return False
-        return True
+        return all(policy.covers(visitor.subject, pattern, actions) for pattern in patterns)
 
     # ------------------------------------------------------------------ admin
 
@@ -621,7 +636,9 @@ def _content_type(name: str) -> str:
 
 
 def _redirect(location: str) -> Response:
-    return Response(303, b"", [("Location", location), ("Cache-Control", "no-store")])
+    """A redirect on this site: a target that is not a local path goes to the start."""
+    return Response(303, b"", [("Location", local_path(location) or "/repositories/"),
+                               ("Cache-Control", "no-store")])
 
 
 def _cookie(name: str, value: str, max_age: int) -> str:
@@ -640,8 +657,7 @@ def _same_origin(request: Request) -> bool:
 
 def _local(target: str) -> str:
     """Only paths on this site are followed after a login (no open redirect)."""
-    return target if target.startswith("/") and not target.startswith("//") and (
-        "\\" not in target) else ""
+    return local_path(target)
 
 
 def _reference(text: str) -> tuple[str, str] | None:

@@ -26,7 +26,7 @@ from regops.registry.images import image_config, image_manifest, push_image, sha
 from regops.sandbox.model import EXAMPLE_ACCESS, EXAMPLE_GROUPS
 from regops.secrets import pki
 from regops_token.config import Config
-from regops_token.http import Server, make_handler, make_web
+from regops_token.http import Server, make_handler, make_notify_handler, make_web
 from regops_token.rules import parse_policy, policy_to_json
 from regops_token.tokens import TokenService
 
@@ -72,7 +72,7 @@ class Stack:
             "old-robot": {"repositories": ["platform/**"], "actions": ["pull"],
                           "expires": "2025-12-31"},
         })
-        self.token_port, self.port = free_port(), free_port()
+        self.token_port, self.port, self.notify_port = free_port(), free_port(), free_port()
         config = {
             "service": SERVICE, "issuer": "regops-token", "ttl": 300,
             "listen": f"127.0.0.1:{self.token_port}", "key": str(tmp / "signer.key"),
@@ -92,7 +92,7 @@ notifications:
   events: {{includereferences: false}}
   endpoints:
     - name: web
-      url: http://127.0.0.1:{self.token_port}/notify
+      url: http://127.0.0.1:{self.notify_port}/notify
       headers: {{Authorization: ["Bearer notify-secret-for-tests"]}}
       timeout: 2s
       threshold: 5
@@ -106,6 +106,9 @@ notifications:
         self.server = Server(("127.0.0.1", self.token_port),
                                           make_handler(self.service, self.web))
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.notify_server = Server(("127.0.0.1", self.notify_port),
+                                    make_notify_handler(self.service, self.web), limit=8)
+        threading.Thread(target=self.notify_server.serve_forever, daemon=True).start()
         (tmp / "registry.yml").write_text(f"""
 version: 0.1
 log: {{level: {log_level}}}
@@ -139,6 +142,7 @@ auth:
         self.registry.terminate()
         self.registry.wait(10)
         self.server.shutdown()
+        self.notify_server.shutdown()
 
     # ---------------------------------------------------------------- clients
 
