@@ -42,6 +42,7 @@ class User:
     name: str
     password: str = field(repr=False)
     source: str  # env, file or generated
+    generation: int = 0  # raised by `regops users passwd` and `users remove`
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,12 @@ class Settings:
         """The hosts of this registry name with `role`, by host name (this one too)."""
         me = [self.me] if self.role == role else []
         return sorted([*me, *(p for p in self.peers if p.role == role)], key=lambda p: p.host)
+
+    @property
+    def behind_balancer(self) -> bool:
+        """A replica clients reach through a load balancer (which passes TCP on: every
+        client arrives from the balancer's address)."""
+        return self.role == "registry" and bool(self.role_hosts("load_balancer"))
 
     @property
     def replicas(self) -> list[Peer]:
@@ -373,7 +380,11 @@ def _resolve_users(
                 else str(paths.password_path(root, registry_name, name))
             )
             raise ConfigError(host, "registry_users", f"password of {name!r} ({where}) {problem}")
-        users.append(User(name, password, source))
+        try:
+            generation = store.credential_generation(root, registry_name, name)
+        except ValueError as error:
+            raise ConfigError(host, "registry_users", str(error)) from None
+        users.append(User(name, password, source, generation))
     return users
 
 

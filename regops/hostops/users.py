@@ -218,6 +218,8 @@ def set_password(
         # in registry_users; it is replaced, not reused.
         path = reg.password_file(user)
         store.write_atomic(path, (password + "\n").encode(), 0o600)
+        if not new:  # a new credential, even with the same password: old sessions end
+            store.raise_generation(reg.root, reg.name, user)
         if new and not store.write_atomic(reg.marker(user), b"", 0o600, exclusive=True):
             raise UsageError(f"user {user!r} was just added by someone else ({path})")
         files.append(path)
@@ -256,5 +258,6 @@ def remove_user(
     for reg in regs:
         reg.marker(user).unlink(missing_ok=True)
         reg.password_file(user).unlink(missing_ok=True)
+        store.raise_generation(reg.root, reg.name, user)  # kept: a re-added user starts anew
         files.append(reg.password_file(user))
     return _rollout(inventory, regs, UserChange("remove", user, "", old, False, files))

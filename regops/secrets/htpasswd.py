@@ -2,8 +2,9 @@
 
 A fresh random salt on every run would change the file on every deploy, so
 the registry would be restarted for nothing. Instead each salt is derived from
-a secret pepper and the (user, password) pair: the same inputs give the same
-file, while salts still differ between users and between installations.
+a secret pepper, the (user, password) pair and the user's credential
+generation: the same inputs give the same file, while salts still differ
+between users and between installations.
 """
 
 from __future__ import annotations
@@ -29,13 +30,17 @@ def _bcrypt_b64(raw: bytes) -> str:
     return base64.b64encode(raw).decode("ascii").rstrip("=").translate(_TO_BCRYPT)
 
 
-def derive_salt(user: str, password: str, cost: int, pepper: bytes) -> bytes:
-    """The bcrypt salt string ("$2b$NN$" + 22 chars) for one user and password."""
+def derive_salt(user: str, password: str, cost: int, pepper: bytes,
+                generation: int = 0) -> bytes:
+    """The bcrypt salt string ("$2b$NN$" + 22 chars) for one user, password and
+    credential generation (generation 0 gives the salt of earlier releases)."""
     if not MIN_COST <= cost <= MAX_COST:
         raise ValueError(f"bcrypt cost must be between {MIN_COST} and {MAX_COST}, not {cost}")
     if len(pepper) < MIN_PEPPER_BYTES:
         raise ValueError(f"pepper must be at least {MIN_PEPPER_BYTES} bytes")
     message = user.encode("utf-8") + b"\0" + password.encode("utf-8")
+    if generation:
+        message += b"\0" + str(generation).encode("ascii")
     raw = hmac.new(pepper, message, hashlib.sha256).digest()[:16]
     return f"$2b${cost:02d}${_bcrypt_b64(raw)}".encode("ascii")
 
@@ -51,15 +56,20 @@ def check_user(user: str) -> None:
         raise ValueError(f"user name {user!r} starts with '#' (a comment in htpasswd)")
 
 
-def hash_password(user: str, password: str, cost: int, pepper: bytes) -> str:
-    """bcrypt hash ("$2b$<cost>$...") with a salt derived from pepper, user and password."""
+def hash_password(user: str, password: str, cost: int, pepper: bytes,
+                  generation: int = 0) -> str:
+    """bcrypt hash ("$2b$<cost>$...") with a salt derived from pepper, user, password and
+    credential generation: the same inputs give the same hash (a second deploy changes
+    nothing); a raised generation gives another, which the token service reads as a new
+    credential (sessions and refresh tokens of the old one end)."""
     check_user(user)
     secret = password.encode("utf-8")
     if len(secret) > 72:
         raise ValueError("password is longer than 72 bytes (bcrypt limit)")
     if b"\0" in secret:
         raise ValueError("password contains a NUL character")
-    return bcrypt.hashpw(secret, derive_salt(user, password, cost, pepper)).decode("ascii")
+    salt = derive_salt(user, password, cost, pepper, generation)
+    return bcrypt.hashpw(secret, salt).decode("ascii")
 
 
 def render(entries: Iterable[tuple[str, str]]) -> str:

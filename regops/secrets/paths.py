@@ -27,6 +27,14 @@ def password_path(base: str | os.PathLike[str], registry_name: str, user: str) -
     return registry_secrets(base, registry_name) / "users" / f"{user}.password"
 
 
+def generation_path(base: str | os.PathLike[str], registry_name: str, user: str) -> Path:
+    """A user's credential generation: a number `regops users passwd` and `users remove`
+    raise. It is part of the user's bcrypt salt, so raising it ends the user's web
+    sessions and refresh tokens even when the password stays the same. Kept after a
+    removal, so a user added again under the same name does not revive old tokens."""
+    return registry_secrets(base, registry_name) / "users" / f"{user}.generation"
+
+
 def http_secret_path(base: str | os.PathLike[str], registry_name: str) -> Path:
     return registry_secrets(base, registry_name) / "http_secret"
 

@@ -181,6 +181,27 @@ def resolve_password(
     return value, "generated" if created else "file"
 
 
+def credential_generation(base: str | os.PathLike[str], registry_name: str, user: str) -> int:
+    """The user's credential generation (0 when never raised); ValueError naming the
+    file when it is not a number."""
+    path = paths.generation_path(base, registry_name, user)
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return 0
+    if not text.isdigit():
+        raise ValueError(f"{path}: {text[:20]!r} is not a credential generation (a number)")
+    return int(text)
+
+
+def raise_generation(base: str | os.PathLike[str], registry_name: str, user: str) -> int:
+    """One more than the user's credential generation, stored (0600); the new value."""
+    generation = credential_generation(base, registry_name, user) + 1
+    write_atomic(paths.generation_path(base, registry_name, user),
+                 f"{generation}\n".encode(), 0o600)
+    return generation
+
+
 def fingerprint(*values: str) -> str:
     """A digest to tell secrets apart in memory without keeping them as keys."""
     return hashlib.sha256("\0".join(values).encode()).hexdigest()

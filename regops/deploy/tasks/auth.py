@@ -21,16 +21,17 @@ from regops.deploy.operations import Secret, secret_file
 from regops.secrets import htpasswd, store
 
 
-def _render(s: Settings, accounts: list[tuple[str, str]]) -> str:
+def _render(s: Settings, accounts: list[tuple[str, str, int]]) -> str:
     pepper = store.htpasswd_pepper(s.secrets_root, s.registry_name)
     cost = s["registry_htpasswd_bcrypt_cost"]
     return htpasswd.render(
-        (name, htpasswd.hash_password(name, secret, cost, pepper)) for name, secret in accounts
+        (name, htpasswd.hash_password(name, secret, cost, pepper, generation))
+        for name, secret, generation in accounts
     )
 
 
 def htpasswd_file(s: Settings) -> str:
-    return _render(s, [(u.name, u.password) for u in s.users])
+    return _render(s, [(u.name, u.password, u.generation) for u in s.users])
 
 
 def robots_file(s: Settings) -> str:
@@ -39,7 +40,7 @@ def robots_file(s: Settings) -> str:
     for name in sorted(s["registry_robots"]):
         secret = store.robot_secret(s.secrets_root, s.registry_name, name, os.environ)
         if secret is not None:
-            accounts.append((name, secret))
+            accounts.append((name, secret, 0))
     return _render(s, accounts)
 
 
