@@ -625,6 +625,39 @@ KEYS: list[Key] = [
         integer(1024, 65534),
     ),
     Key(
+        "registry_auth_rate",
+        20,
+        "auth",
+        "Requests per second each client address may make to the token endpoint "
+        "(`/auth/token`) through the front door (token auth); past the burst, nginx answers "
+        "429 with Retry-After. Raise it for many CI runners behind one NAT address.",
+        integer(1, 10000),
+    ),
+    Key(
+        "registry_auth_burst",
+        200,
+        "auth",
+        "Token requests one client address may make at once above `registry_auth_rate` "
+        "before nginx refuses them (a CI job pulling many images asks for one token each).",
+        integer(0, 100000),
+    ),
+    Key(
+        "registry_auth_connections",
+        64,
+        "auth",
+        "Connections one client address may hold open to the token endpoint and the web "
+        "pages at once (token auth); more get 503 with Retry-After.",
+        integer(1, 10000),
+    ),
+    Key(
+        "registry_login_rate",
+        30,
+        "auth",
+        "Web page logins (POST /login) per minute each client address may try; past a "
+        "burst of 10, 429 with Retry-After.",
+        integer(1, 6000),
+    ),
+    Key(
         "registry_ui",
         True,
         "auth",
