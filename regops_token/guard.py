@@ -22,6 +22,10 @@ class Refused(ValueError):
     """Input past a limit: the message says which, for the client and the audit log."""
 
 
+class TooLarge(Refused):
+    """A request body over its limit (HTTP 413)."""
+
+
 def _controls(text: str) -> bool:
     return any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in text)
 
@@ -53,7 +57,7 @@ def content_length(raw: str | None, limit: int) -> int:
         raise Refused(f"Content-Length {raw[:32]!r} is not a non-negative number")
     length = int(raw)
     if length > limit:
-        raise Refused(f"a request body of {length} bytes is over the limit of {limit}")
+        raise TooLarge(f"a request body of {length} bytes is over the limit of {limit}")
     return length
 
 

@@ -140,7 +140,7 @@ class _Base(BaseHTTPRequestHandler):
             length = guard.content_length(self.headers.get("Content-Length"), limit)
         except guard.Refused as refused:
             self.close_connection = True
-            status = 413 if "over the limit" in str(refused) else 400
+            status = 413 if isinstance(refused, guard.TooLarge) else 400
             self._error(status, "SIZE_INVALID" if status == 413 else "UNSUPPORTED",
                         str(refused))
             return None
