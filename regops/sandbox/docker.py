@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import ipaddress
 import json
 import os
 import shutil
 import socket
 import subprocess
 import tempfile
+import zlib
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -100,9 +102,78 @@ def labelled(kind: str, name: str | None = None) -> list[str]:
     label = f"{LABEL}={name}" if name else LABEL
     if kind == "container":
         argv = ["docker", "ps", "-a", "--filter", f"label={label}", "--format", "{{.Names}}"]
-    else:
-        argv = ["docker", "volume", "ls", "--filter", f"label={label}", "--format", "{{.Name}}"]
+    else:  # volume, network
+        argv = ["docker", kind, "ls", "--filter", f"label={label}", "--format", "{{.Name}}"]
     return run(argv).stdout.split()
+
+
+# Each sandbox's own bridge is a /24 from here: outside Docker's default pools
+# (172.17-31/16, 192.168/16), so networks Docker picks itself (Vagrant's
+# 192.168.56.0/24, a nested dockerd's 172.17.0.0/16) never collide with one.
+SUBNET_POOL = ipaddress.IPv4Network("172.16.0.0/16")
+
+
+def _routed_elsewhere() -> list[ipaddress.IPv4Network]:
+    """What this machine already reaches that a new bridge must not shadow: its
+    routes (other than the default) and its nameservers, as Docker itself checks."""
+    taken: list[ipaddress.IPv4Network] = []
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/net/route").read_text().splitlines()[1:]:
+            fields = line.split()
+            dest, mask = (int(fields[i], 16).to_bytes(4, "little") for i in (1, 7))
+            if mask != bytes(4):
+                net = f"{ipaddress.IPv4Address(dest)}/{ipaddress.IPv4Address(mask)}"
+                taken.append(ipaddress.IPv4Network(net, strict=False))
+    with contextlib.suppress(OSError):
+        for line in Path("/etc/resolv.conf").read_text().splitlines():
+            parts = line.split()
+            if len(parts) >= 2 and parts[0] == "nameserver":
+                with contextlib.suppress(ValueError):
+                    taken.append(ipaddress.IPv4Network(parts[1]))
+    return taken
+
+
+def network_subnet(network: str) -> ipaddress.IPv4Network | None:
+    """The subnet of an existing network; None when there is no such network."""
+    cp = run(["docker", "network", "inspect", "--format", "{{json .IPAM.Config}}", network],
+             check=False)
+    if cp.returncode != 0:
+        return None
+    for config in json.loads(cp.stdout or "null") or []:
+        if config.get("Subnet"):
+            return ipaddress.IPv4Network(config["Subnet"])
+    raise SandboxError(f"network {network} has no subnet of its own; remove it "
+                       f"(docker network rm {network})")
+
+
+def ensure_network(network: str, sandbox: str) -> ipaddress.IPv4Network:
+    """A user-defined bridge with a subnet of its own, so each host keeps its address
+    (`docker run --ip`) when it is stopped and started while other containers come
+    and go: on Docker's default bridge a restarted container can get another one."""
+    existing = network_subnet(network)
+    if existing is not None:
+        return existing
+    taken = _routed_elsewhere()
+    candidates = [ipaddress.IPv4Network(n) for n in SUBNET_POOL.subnets(new_prefix=24)]
+    start = zlib.crc32(network.encode()) % len(candidates)  # sandboxes rarely probe alike
+    with lock("network"):
+        for subnet in candidates[start:] + candidates[:start]:
+            if any(subnet.overlaps(t) for t in taken):
+                continue
+            cp = run(["docker", "network", "create", "--driver", "bridge",
+                      "--label", f"{LABEL}={sandbox}", "--subnet", str(subnet), network],
+                     check=False)
+            if cp.returncode == 0:
+                return subnet
+            if "overlaps" not in cp.stderr:  # another network has it: try the next
+                raise SandboxError(f"docker network create {network} failed: "
+                                   f"{cp.stderr.strip()}")
+    raise SandboxError(f"no free /24 in {SUBNET_POOL} for network {network}")
+
+
+def host_address(subnet: ipaddress.IPv4Network, index: int) -> str:
+    """Host sbN's fixed address: the Nth after the first ten (the gateway is first)."""
+    return str(subnet.network_address + 10 + index)
 
 
 def reserved_ports() -> set[int]:

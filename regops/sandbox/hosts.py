@@ -15,7 +15,9 @@ from typing import Any
 from regops.sandbox.build import ensure_base_images, ensure_registry_image
 from regops.sandbox.docker import (
     container_ip,
+    ensure_network,
     free_port,
+    host_address,
     inspect_containers,
     labelled,
     lock,
@@ -40,6 +42,7 @@ from regops.sandbox.model import (
     ensure_ssh_key,
     key_path,
     load_state,
+    network_name,
     plan_hosts,
     sandbox_dir,
     save_state,
@@ -49,9 +52,12 @@ from regops.sandbox.model import (
 from regops.secrets import paths, store
 
 
-def run_argv(spec: HostSpec, ssh_port: int, registry_port: int) -> list[str]:
+def run_argv(spec: HostSpec, ssh_port: int, registry_port: int,
+             ip: str | None = None) -> list[str]:
     """Not --privileged: it fails where CAP_SYS_RESOURCE is outside the bounding
-    set. These options boot systemd on cgroup v1 and (per common practice) v2."""
+    set. These options boot systemd on cgroup v1 and (per common practice) v2.
+    With `ip`, the host sits at that fixed address on the sandbox's own network."""
+    network = ["--network", spec.network, "--ip", ip] if ip else []
     return [
         "docker", "run", "-d",
         "--name", spec.container,
@@ -76,6 +82,7 @@ def run_argv(spec: HostSpec, ssh_port: int, registry_port: int) -> list[str]:
         "-v", f"{spec.volume}:/var/lib/docker",
         "-p", f"127.0.0.1:{ssh_port}:22",
         "-p", f"127.0.0.1:{registry_port}:{REGISTRY_PORT}",
+        *network,
         spec.image,
     ]
 
@@ -203,18 +210,20 @@ def format_table(doc: dict[str, Any]) -> str:
 
 
 def _start_host(spec: HostSpec, live: dict[str, Any] | None, log: Log) -> None:
-    """Create (or restart) one container; ports are pinned and retried on a race."""
+    """Create (or restart) one container; ports are pinned and retried on a race,
+    the address is fixed on the sandbox's network."""
     if live is not None:
         if not (live.get("State") or {}).get("Running"):
             log(f"{spec.name}: starting stopped container {spec.container}")
             run(["docker", "start", spec.container])
         return
     run(["docker", "volume", "create", "--label", f"{LABEL}={spec.sandbox}", spec.volume])
+    ip = host_address(ensure_network(spec.network, spec.sandbox), spec.index)
     reserved = reserved_ports()
     for attempt in range(5):
         ssh_port = free_port(reserved)
         reg_port = free_port(reserved | {ssh_port})
-        cp = run(run_argv(spec, ssh_port, reg_port), check=False)
+        cp = run(run_argv(spec, ssh_port, reg_port, ip), check=False)
         if cp.returncode == 0:
             log(f"{spec.name}: started {spec.container} ({spec.distro}, ssh 127.0.0.1:{ssh_port})")
             return
@@ -393,6 +402,9 @@ def down(name: str, log: Log = lambda _m: None) -> int:
     if gone:
         run(["docker", "volume", "rm", "-f", *gone])
         log(f"removed volumes: {', '.join(gone)}")
+    networks = sorted(set(labelled("network", name)) | {network_name(name)})
+    if run(["docker", "network", "rm", *networks], check=False).returncode == 0:
+        log(f"removed network: {', '.join(networks)}")
     d = sandbox_dir(name)
     if d.exists():
         shutil.rmtree(d)

@@ -113,6 +113,15 @@ class HostSpec:
     def image(self) -> str:
         return base_image(self.distro)
 
+    @property
+    def network(self) -> str:
+        return network_name(self.sandbox)
+
+
+def network_name(sandbox: str) -> str:
+    """The sandbox's own bridge network (its hosts keep their addresses on it)."""
+    return f"{sandbox}-net"
+
 
 def base_image(distro: str) -> str:
     return f"{BASE_IMAGE_REPO}:{distro}"
