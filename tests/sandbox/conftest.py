@@ -9,9 +9,9 @@ pushed to then fail). The helpers the tests share are in `tests/support/sandbox.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -20,6 +20,7 @@ from tests.support.sandbox import (
     HOSTS,
     SANDBOX,
     Deploy,
+    Pair,
     deploy,
     docker_ready,
     regops,
@@ -29,29 +30,26 @@ from tests.support.sandbox import (
 
 
 @pytest.fixture(scope="session")
-def sandbox() -> Any:
+def sandbox() -> Iterator[Pair]:
+    """The shared pair (tests.support.sandbox.Pair): up on first read, down at the end."""
     require(docker_ready(), "a running Docker engine (scripts/setup starts one)")
     require(bool(shutil.which("skopeo")), "skopeo (scripts/setup installs it)")
-    distros = [arg for distro in HOSTS.values() for arg in ("--distro", distro)]
-    if os.environ.get("REGOPS_REUSE_SANDBOX") != "1":
-        # Fresh hosts: the tests start from a registry that was never pushed to.
-        regops("sandbox", "down", "--name", SANDBOX, check=False)
-    regops("sandbox", "up", "--name", SANDBOX, "--hosts", str(len(HOSTS)), *distros)
-    status = json.loads(regops("sandbox", "status", "--name", SANDBOX, "--json").stdout)
-    yield status
-    if os.environ.get("REGOPS_KEEP_SANDBOX") != "1":
+    pair = Pair()
+    yield pair
+    if pair.started and os.environ.get("REGOPS_KEEP_SANDBOX") != "1":
         regops("sandbox", "down", "--name", SANDBOX, check=False)
 
 
 @pytest.fixture(scope="session")
-def first_deploy(sandbox: Any) -> Deploy:
+def first_deploy(sandbox: Pair) -> Deploy:
+    sandbox.up()
     result = deploy()
     assert result.returncode == 0, result.output[-6000:]
     return result
 
 
 @pytest.fixture(scope="session")
-def hosts(sandbox: Any, first_deploy: Deploy) -> dict[str, dict]:
+def hosts(sandbox: Pair, first_deploy: Deploy) -> dict[str, dict]:
     by_name = {h["name"]: h for h in sandbox["hosts"]}
     assert {n: by_name[n]["distro"] for n in HOSTS} == HOSTS
     return by_name

@@ -4,11 +4,13 @@ The fixtures that bring the hosts up are in `tests/sandbox/conftest.py`."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,6 +58,40 @@ def regops(*args: str, check: bool = True, timeout: int = 1200,
     if check and result.returncode != 0:
         raise AssertionError(f"regops {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
     return result
+
+
+class Pair(Mapping[str, Any]):
+    """The shared sb1/sb2 sandbox's status document (`regops sandbox status --json`),
+    brought up on first read. Tests with a sandbox of their own ask for the session's
+    `sandbox` fixture only for its checks: a pytest-xdist worker that runs only such
+    tests never starts (or tears down) a pair, which the pair's worker owns."""
+
+    def __init__(self) -> None:
+        self._doc: dict[str, Any] | None = None
+
+    @property
+    def started(self) -> bool:
+        return self._doc is not None
+
+    def up(self) -> dict[str, Any]:
+        if self._doc is None:
+            distros = [arg for distro in HOSTS.values() for arg in ("--distro", distro)]
+            if os.environ.get("REGOPS_REUSE_SANDBOX") != "1":
+                # Fresh hosts: the tests start from a registry that was never pushed to.
+                regops("sandbox", "down", "--name", SANDBOX, check=False)
+            regops("sandbox", "up", "--name", SANDBOX, "--hosts", str(len(HOSTS)), *distros)
+            self._doc = json.loads(regops("sandbox", "status", "--name", SANDBOX,
+                                          "--json").stdout)
+        return self._doc
+
+    def __getitem__(self, key: str) -> Any:
+        return self.up()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.up())
+
+    def __len__(self) -> int:
+        return len(self.up())
 
 
 @dataclass
