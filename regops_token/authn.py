@@ -8,6 +8,7 @@ import contextlib
 import functools
 import hashlib
 import hmac
+import math
 import os
 import secrets
 import threading
@@ -28,9 +29,11 @@ from regops_token.rules import Subject
 
 VERIFIED_SECONDS = 120  # how long a verified password skips bcrypt (see Htpasswd.check)
 BCRYPT_WORKERS = max(2, os.cpu_count() or 2)  # password checks running at once
-IN_FLIGHT_PER_NAME = 4  # different passwords for one name checked or waiting at once
+IN_FLIGHT_PER_ADDRESS = 4  # logins of one name from one address checked or waiting at once
+IN_FLIGHT_PER_NAME = 16  # logins of one name checked or waiting at once, from anywhere
 FAILURE_WINDOW = 900.0  # seconds a failed login is counted after the last one
 UNKNOWN_NAMES = 10000  # failure counters kept for names that are nobody's
+KNOWN_NAMES = 100000  # failure counters kept for real names (from many addresses)
 _BCRYPT = threading.BoundedSemaphore(BCRYPT_WORKERS)
 
 
@@ -130,62 +133,75 @@ class Htpasswd:
 
 
 class Throttle:
-    """Repeated failed logins of one name from one address wait longer each time.
+    """Repeated failed logins of one name from one address are refused for a while,
+    longer each time: after `free` failures, the next attempt is accepted only
+    1, 2, 4 ... up to `ceiling` seconds after the last failure (earlier ones get Busy
+    at once, without a bcrypt and without holding a worker).
 
     Counters of names that exist are kept apart from those of names that are
     nobody's, so spraying made-up names evicts only made-up names; a counter is
-    forgotten FAILURE_WINDOW seconds after its last failure."""
+    forgotten FAILURE_WINDOW seconds after its last failure, and each table is
+    bounded (the stale first, then the lowest counts)."""
 
     def __init__(self, free: int = 3, ceiling: float = 16.0, window: float = FAILURE_WINDOW,
-                 unknown: int = UNKNOWN_NAMES, clock: Callable[[], float] = time.monotonic
-                 ) -> None:
+                 unknown: int = UNKNOWN_NAMES, known: int = KNOWN_NAMES,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.free, self.ceiling, self.window, self.clock = free, ceiling, window, clock
-        self.unknown_limit = unknown
-        self._known: dict[tuple[str, str], tuple[int, float]] = {}
-        self._unknown: dict[tuple[str, str], tuple[int, float]] = {}
+        self.limits = {False: unknown, True: known}
+        self._tables: dict[bool, dict[tuple[str, str], tuple[int, float]]] = {
+            True: {}, False: {}}
         self._lock = threading.Lock()
 
-    def _count(self, key: tuple[str, str]) -> int:
-        for table in (self._known, self._unknown):
+    def _entry(self, key: tuple[str, str]) -> tuple[int, float]:
+        for table in self._tables.values():
             found = table.get(key)
             if found is not None:
                 if self.clock() - found[1] <= self.window:
-                    return found[0]
+                    return found
                 del table[key]
-        return 0
+        return 0, 0.0
 
     def count(self, name: str, address: str) -> int:
         with self._lock:
-            return self._count((name, address))
+            return self._entry((name, address))[0]
+
+    def _backoff(self, count: int) -> float:
+        return 0.0 if count < self.free else min(self.ceiling, 2.0 ** (count - self.free))
 
     def delay(self, name: str, address: str) -> float:
-        count = self.count(name, address)
-        return 0.0 if count < self.free else min(self.ceiling, 2.0 ** (count - self.free))
+        """How long after its last failure the next attempt of this pair is accepted."""
+        return self._backoff(self.count(name, address))
+
+    def wait(self, name: str, address: str) -> float:
+        """Seconds until this pair may try again (0: now)."""
+        with self._lock:
+            count, last = self._entry((name, address))
+        return max(0.0, last + self._backoff(count) - self.clock()) if count else 0.0
 
     def failed(self, name: str, address: str, known: bool = True) -> int:
         key = (name, address)
         with self._lock:
-            count = self._count(key) + 1
-            table = self._known if known else self._unknown
+            count = self._entry(key)[0] + 1
+            table = self._tables[known]
+            self._tables[not known].pop(key, None)
             table.pop(key, None)
             table[key] = (count, self.clock())
-            if not known and len(table) > self.unknown_limit:
-                self._evict(table)
+            if len(table) > self.limits[known]:
+                self._evict(table, self.limits[known])
             return count
 
-    def _evict(self, table: dict[tuple[str, str], tuple[int, float]]) -> None:
+    def _evict(self, table: dict[tuple[str, str], tuple[int, float]], limit: int) -> None:
         """The stale first, else the lowest count (the oldest of those)."""
         now = self.clock()
-        stale = [k for k, (_, last) in table.items() if now - last > self.window]
-        for key in stale:
+        for key in [k for k, (_, last) in table.items() if now - last > self.window]:
             del table[key]
-        if len(table) > self.unknown_limit:
+        if len(table) > limit:
             del table[min(table, key=lambda k: table[k][0])]
 
     def succeeded(self, name: str, address: str) -> None:
         with self._lock:
-            self._known.pop((name, address), None)
-            self._unknown.pop((name, address), None)
+            for table in self._tables.values():
+                table.pop((name, address), None)
 
 
 class Busy(Exception):
@@ -200,6 +216,7 @@ class _Flight:
     def __init__(self) -> None:
         self.done = threading.Event()
         self.result: tuple[str | None, str] = (None, "not checked")
+        self.busy: Busy | None = None
 
 
 class Authn:
@@ -207,9 +224,11 @@ class Authn:
     and the robots of the rules; failures slowed down and audited.
 
     Each login costs at most one bcrypt, at the users' cost whether the name exists
-    or not. Identical attempts at once share one check; different passwords for one
-    name are checked one after another per address (each waits for the previous
-    one's verdict and its delay), at most IN_FLIGHT_PER_NAME at once (Busy past that)."""
+    or not. Identical attempts at once share one check; attempts of one name from one
+    address are checked one after another (each sees the previous one's verdict), at
+    most IN_FLIGHT_PER_ADDRESS of them and IN_FLIGHT_PER_NAME from everywhere at once;
+    past those, and while the throttle says wait, Busy at once. No login sleeps in a
+    worker: a refused one tells the client when to come back (Retry-After)."""
 
     def __init__(self, config: Config, audit: Audit,
                  today: Callable[[], date] = date.today) -> None:
@@ -222,6 +241,7 @@ class Authn:
         self._lock = threading.Lock()
         self._flights: dict[bytes, _Flight] = {}
         self._per_name: dict[str, int] = {}
+        self._per_key: dict[tuple[str, str], int] = {}
         self._serial: dict[tuple[str, str], tuple[threading.Lock, int]] = {}
 
     def _dummy(self, password: str) -> None:
@@ -236,29 +256,39 @@ class Authn:
         for kind, source in (("user", self.users), ("robot", self.robots)):
             if (kind == "user" or robots) and source.remembered(name, password):
                 return kind, ""
-        mark = self.users._mark(name, password)
+        mark = self.users._mark(name, password + ("\0robots" if robots else ""))
+        key = (name, address)
         with self._lock:
             joined = self._flights.get(mark)
             if joined is None:
-                if self._per_name.get(name, 0) >= IN_FLIGHT_PER_NAME:
-                    raise Busy(max(1, int(self.throttle.delay(name, address))))
+                if (self._per_key.get(key, 0) >= IN_FLIGHT_PER_ADDRESS
+                        or self._per_name.get(name, 0) >= IN_FLIGHT_PER_NAME):
+                    raise Busy(1)
                 flight = self._flights[mark] = _Flight()
                 self._per_name[name] = self._per_name.get(name, 0) + 1
+                self._per_key[key] = self._per_key.get(key, 0) + 1
         if joined is not None:  # the same name and password, being checked right now
-            joined.done.wait(self.throttle.ceiling * IN_FLIGHT_PER_NAME + 30)
+            joined.done.wait(60)
+            if joined.busy is not None:
+                raise joined.busy
             return joined.result
         try:
             with self._serialized(name, address):
+                wait = self.throttle.wait(name, address)
+                if wait > 0:
+                    flight.busy = Busy(math.ceil(wait))
+                    raise flight.busy
                 flight.result = self._check(name, password, address, robots)
             return flight.result
         finally:
             with self._lock:
                 del self._flights[mark]
-                left = self._per_name[name] - 1
-                if left:
-                    self._per_name[name] = left
-                else:
+                self._per_name[name] -= 1
+                if not self._per_name[name]:
                     del self._per_name[name]
+                self._per_key[key] -= 1
+                if not self._per_key[key]:
+                    del self._per_key[key]
             flight.done.set()
 
     @contextlib.contextmanager
@@ -281,9 +311,6 @@ class Authn:
     def _check(self, name: str, password: str, address: str, robots: bool
                ) -> tuple[str | None, str]:
         """One bcrypt: against the name's hash, or the dummy for an unknown name."""
-        delay = self.throttle.delay(name, address)
-        if delay:
-            time.sleep(delay)
         if name in self.users.entries():
             kind, source = "user", self.users
         elif robots and name in self.robots.entries():

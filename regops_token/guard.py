@@ -14,7 +14,7 @@ MAX_SCOPE_TEXT = 4096  # all scopes of one request together, in characters
 MAX_BODY = 64 * 1024  # a token or web form POST (nginx allows the same)
 MAX_NOTIFY_BODY = 1024 * 1024  # the registry's notification envelopes
 MAX_HEADER_BYTES = 32 * 1024  # all request headers together
-MAX_AUDIT_TEXT = 256  # one string field of an audit line
+MAX_AUDIT_TEXT = 320  # one string field of an audit line (a scope of a 255-character name fits)
 MAX_AUDIT_LIST = 1024  # the items of one list field of an audit line, together
 
 
@@ -34,7 +34,7 @@ def local_path(target: str) -> str:
     """`target` if it is a path on this site, else "": no scheme, no host, no control
     characters or backslashes (browsers drop tabs and newlines and read `\\` as `/`,
     so `/\\t/evil.example` and `/\\evil.example` would leave the site)."""
-    if not target.startswith("/") or target.startswith("//"):
+    if not target.startswith("/") or target.startswith("//") or not target.isascii():
         return ""
     if "\\" in target or _controls(target) or " " in target:
         return ""
@@ -45,7 +45,12 @@ def local_path(target: str) -> str:
 
 
 def header_safe(value: str) -> bool:
-    """A header value holds no CR, LF or other control character (a tab aside)."""
+    """A header value holds no CR, LF or other control character (a tab aside), and
+    only what HTTP/1.1 headers carry (latin-1)."""
+    try:
+        value.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
     return not any((ord(ch) < 0x20 and ch != "\t") or ord(ch) == 0x7F for ch in value)
 
 
@@ -55,7 +60,7 @@ def content_length(raw: str | None, limit: int) -> int:
         return 0
     if not raw.isascii() or not raw.isdigit():
         raise Refused(f"Content-Length {raw[:32]!r} is not a non-negative number")
-    length = int(raw)
+    length = int(raw) if len(raw) <= 18 else limit + 1  # int() of 5,000 digits is refused
     if length > limit:
         raise TooLarge(f"a request body of {length} bytes is over the limit of {limit}")
     return length

@@ -16,7 +16,7 @@ runs it (`python3 -m regops_token`).
 
 A password is checked with bcrypt once per token, not per request (and once per
 two minutes for a client that logs in again and again); repeated failed logins
-of one name from one address are slowed down (`authn`). What a client sends is
+of one name from one address are refused for a while (`authn`). What a client sends is
 bounded before it is matched or logged (`guard`); every read from a client has a
 timeout, and at most MAX_CONNECTIONS are served at once. Every decision is one
 JSON line in the audit log; so are the pushes and deletes the registry reports
@@ -28,7 +28,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
+import socket
 import sys
 import threading
 import time
@@ -90,10 +92,32 @@ class _Base(BaseHTTPRequestHandler):
     sys_version = ""
     protocol_version = "HTTP/1.1"
     timeout = CLIENT_TIMEOUT
-    body_limit = guard.MAX_BODY
+    deadline: float | None = None  # seconds to read a whole request in, from the connect
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
+
+    def setup(self) -> None:
+        super().setup()
+        self._watchdog: threading.Timer | None = None
+        if self.deadline:
+            self._watchdog = threading.Timer(self.deadline, self._cut)
+            self._watchdog.daemon = True
+            self._watchdog.start()
+
+    def _cut(self) -> None:
+        """Past the deadline: the connection is shut, whatever the client is sending."""
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)
+
+    def _read(self) -> None:
+        """The request is read: the deadline no longer applies."""
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+
+    def finish(self) -> None:
+        self._read()
+        super().finish()
 
     def parse_request(self) -> bool:
         if not super().parse_request():
@@ -136,6 +160,10 @@ class _Base(BaseHTTPRequestHandler):
 
     def _body(self, limit: int) -> str | None:
         """The request body within `limit` bytes; None (answered) when it is not."""
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            self.close_connection = True
+            self._error(411, "UNSUPPORTED", "a request body needs a Content-Length")
+            return None
         try:
             length = guard.content_length(self.headers.get("Content-Length"), limit)
         except guard.Refused as refused:
@@ -155,6 +183,10 @@ def make_notify_handler(service: TokenService, web: Any = None
 
     class NotifyHandler(_Base):
         timeout = NOTIFY_TIMEOUT
+        deadline = NOTIFY_TIMEOUT  # a client sending a byte now and then is cut too
+
+        def handle(self) -> None:
+            self.handle_one_request()  # one request per connection, under its deadline
 
         def do_GET(self) -> None:  # noqa: N802 - http.server's name
             self._error(404, "NOT_FOUND", "only POST /notify is served here")
@@ -173,6 +205,7 @@ def make_notify_handler(service: TokenService, web: Any = None
             body = self._body(guard.MAX_NOTIFY_BODY)
             if body is None:
                 return
+            self._read()
             notify.deliver(body, service.audit, service.label, web)
             self._send(200, {"ok": True})
 

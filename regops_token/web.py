@@ -3,7 +3,7 @@
 Everything is rendered on the server (reading works with JavaScript off) from
 what the access rules let the visitor pull; every action checks the rights
 again, whatever the page showed. Logins are the users' (not robots'), checked
-like `docker login` (bcrypt, slowed down when repeated, audited); a session is
+like `docker login` (bcrypt, refused for a while when repeated, audited); a session is
 a random id in an HttpOnly, Secure, SameSite cookie, known only to this
 process, and every form that changes something carries the session's CSRF
 token. Templates escape everything they print.

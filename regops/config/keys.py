@@ -643,7 +643,7 @@ KEYS: list[Key] = [
     ),
     Key(
         "registry_auth_connections",
-        64,
+        32,
         "auth",
         "Connections one client address may hold open to the token endpoint and the web "
         "pages at once (token auth); more get 503 with Retry-After.",

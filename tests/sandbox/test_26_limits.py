@@ -74,14 +74,15 @@ def test_a_flood_of_long_requests_leaves_the_audit_log_in_place(th, host_info):
     first = th.check_output(f"head -n 1 {AUDIT}")
     before = int(th.check_output(f"stat -c %s {AUDIT}"))
     longest = "&".join(f"scope=repository:flood/{'x' * 100}{i:02d}:pull" for i in range(32))
+    time.sleep(10)  # the bucket the test before emptied fills again (20 a second, 200 at most)
     answered = 0
-    for _ in range(3):  # 300 requests, under the rate limit: each one reaches the service
-        answers = burst(th, h, longest, 100, 4)
+    for _ in range(5):  # 300 requests, paced below the rate: each one reaches the service
+        answers = burst(th, h, longest, 60, 4)
         answered += sum(status == 200 for status, _ in answers)
-        time.sleep(1)
+        time.sleep(3)
     too_long = burst(th, h, f"scope=repository:{'a' * 8000}:pull", 20, 4)
     assert {status for status, _ in too_long} <= {400, 429}
     after = int(th.check_output(f"stat -c %s {AUDIT}"))
     assert th.check_output(f"head -n 1 {AUDIT}") == first  # not rotated away
-    assert answered >= 200
+    assert answered >= 250
     assert (after - before) / (answered + len(too_long)) < 3 * 1024  # bytes per request

@@ -324,3 +324,37 @@ def test_docker_ce_source_is_deb822_with_the_keyring(base_data):
         "Architectures": "arm64",
         "Signed-By": "/etc/apt/keyrings/docker.asc",
     }
+
+
+def _block(site: str, head: str) -> str:
+    start = site.index(head)
+    return site[start:site.index("\n    }", start)]
+
+
+def test_the_token_endpoint_and_web_logins_are_limited_per_address(base_data):
+    from unittest import mock
+
+    from regops.config.settings import Settings
+
+    s = _settings(base_data, registry_auth_rate=7, registry_auth_burst=70,
+                  registry_auth_connections=9, registry_login_rate=12)
+    site = render.template("etc/nginx/conf.d/regops.conf", s)
+    assert "zone=regops_auth:10m rate=7r/s;" in site
+    assert "zone=regops_login:10m rate=12r/m;" in site
+    token = _block(site, "    location = /auth/token {")
+    assert "limit_req zone=regops_auth burst=70 nodelay;" in token
+    assert "limit_conn regops_conn 9;" in token and "error_page 429 = @regops_too_many;" in token
+    assert "limit_req zone=regops_login burst=10 nodelay;" in _block(
+        site, "    location = /login {")
+    assert "limit_conn regops_conn 9;" in _root_location(site)
+    too_many = _block(site, "    location @regops_too_many {")
+    assert "add_header Retry-After 1 always;" in too_many and "return 429" in too_many
+    # The registry and the token service hear only the address nginx saw.
+    assert "$proxy_add_x_forwarded_for" not in site
+    assert site.count("proxy_set_header X-Forwarded-For $remote_addr;") == 4
+    with mock.patch.object(Settings, "behind_balancer", new=property(lambda self: True)):
+        behind = render.template("etc/nginx/conf.d/regops.conf", _settings(base_data))
+    assert "limit_req" not in behind and "limit_conn" not in behind  # one address: all
+    htpasswd = render.template("etc/nginx/conf.d/regops.conf",
+                               _settings(base_data, registry_auth="htpasswd"))
+    assert "limit_req_zone" not in htpasswd
