@@ -1,3 +1,3 @@
 """regops: provision and operate private Docker registries with pyinfra."""
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"

@@ -10,4 +10,4 @@ bounded by `guard`; `web` serves the pages from
 what `catalog` reads of the registry (`backend`) and `manifests` parses.
 """
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"

@@ -2,7 +2,9 @@
 
 One function per release, named for the release whose hosts it makes: `to_0_1_0`
 upgrades hosts deployed before 0.1.0 (before the front door and the storage
-clusters), `to_0_2_0` hosts deployed by 0.1.0. The deploy calls each where its
+clusters), `to_0_2_0` hosts deployed by 0.1.0. Hosts deployed by 0.2.0 need
+nothing of their own for 0.3.0: the deploy rewrites the front door's site and
+replaces the token service as any change does. The deploy calls each where its
 operations must run (see each docstring), so that the tasks hold only what this
 release does. Each removes what an earlier release left and this one no longer
 uses; on a host that never had it, it changes nothing.

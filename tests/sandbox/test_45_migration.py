@@ -39,9 +39,11 @@ from tests.support.sandbox import (
 pytestmark = pytest.mark.sandbox
 
 # Where upgrades start: the commit, and what its registry config says about auth.
-# Release 0.1.0 (token auth, nginx in front) is its last commit (there is no tag);
-# b02a27d is the last commit before token auth (htpasswd checked by the registry).
+# Releases 0.1.0 (token auth, nginx in front) and 0.2.0 are their last commits (there
+# are no tags); b02a27d is the last commit before token auth (htpasswd checked by the
+# registry).
 RELEASES = {
+    "0.2.0": ("6b88b0e", "token:"),
     "0.1.0": ("b63eb0f", "token:"),
     "htpasswd": ("b02a27d", "htpasswd"),
 }
