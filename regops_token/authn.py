@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import bcrypt
 from cryptography import x509
@@ -25,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from regops_token import guard, jws
 from regops_token.audit import Audit
 from regops_token.config import Config
-from regops_token.rules import Subject
+from regops_token.rules import LDAP, Subject
 
 VERIFIED_SECONDS = 120  # how long a verified password skips bcrypt (see Htpasswd.check)
 BCRYPT_WORKERS = max(2, os.cpu_count() or 2)  # password checks running at once
@@ -212,11 +213,16 @@ class Busy(Exception):
         self.retry_after = retry_after
 
 
+class Unavailable(Exception):
+    """The directory did not answer: its people cannot log in now; local users and
+    robots still can."""
+
+
 class _Flight:
     def __init__(self) -> None:
         self.done = threading.Event()
-        self.result: tuple[str | None, str] = (None, "not checked")
-        self.busy: Busy | None = None
+        self.result: tuple[Subject | None, str] = (None, "not checked")
+        self.error: Exception | None = None
 
 
 class Authn:
@@ -242,6 +248,12 @@ class Authn:
         self._flights: dict[bytes, _Flight] = {}
         self._per_name: dict[str, int] = {}
         self._per_key: dict[tuple[str, str], int] = {}
+        self.directory: Any = None
+        self._people: dict[str, tuple[Subject | None, float]] = {}  # web sessions' recheck
+        if config.ldap:
+            from regops_token.directory import Directory, DirectoryConfig
+
+            self.directory = Directory(DirectoryConfig.from_json(config.ldap))
         self._serial: dict[tuple[str, str], tuple[threading.Lock, int]] = {}
 
     def _dummy(self, password: str) -> None:
@@ -249,13 +261,13 @@ class Authn:
         checkpw(password, _dummy_hash(cost))
 
     def _verify(self, name: str, password: str, address: str, robots: bool
-                ) -> tuple[str | None, str]:
-        """("user" or "robot", "") when the password is right; (None, why) when not."""
+                ) -> tuple[Subject | None, str]:
+        """(subject, "") when the password is right; (None, why) when not."""
         if len(name) > guard.MAX_NAME:
             return None, "unknown name"  # nobody's name is this long: no bcrypt for it
         for kind, source in (("user", self.users), ("robot", self.robots)):
             if (kind == "user" or robots) and source.remembered(name, password):
-                return kind, ""
+                return Subject(kind, name), ""
         mark = self.users._mark(name, password + ("\0robots" if robots else ""))
         key = (name, address)
         with self._lock:
@@ -269,16 +281,20 @@ class Authn:
                 self._per_key[key] = self._per_key.get(key, 0) + 1
         if joined is not None:  # the same name and password, being checked right now
             joined.done.wait(60)
-            if joined.busy is not None:
-                raise joined.busy
+            if joined.error is not None:
+                raise joined.error
             return joined.result
         try:
             with self._serialized(name, address):
                 wait = self.throttle.wait(name, address)
                 if wait > 0:
-                    flight.busy = Busy(math.ceil(wait))
-                    raise flight.busy
-                flight.result = self._check(name, password, address, robots)
+                    flight.error = Busy(math.ceil(wait))
+                    raise flight.error
+                try:
+                    flight.result = self._check(name, password, address, robots)
+                except Unavailable as error:
+                    flight.error = error
+                    raise
             return flight.result
         finally:
             with self._lock:
@@ -309,39 +325,68 @@ class Authn:
                     del self._serial[key]
 
     def _check(self, name: str, password: str, address: str, robots: bool
-               ) -> tuple[str | None, str]:
-        """One bcrypt: against the name's hash, or the dummy for an unknown name."""
+               ) -> tuple[Subject | None, str]:
+        """One bcrypt against the name's hash (users, then robots), or else the
+        directory when there is one, or else one bcrypt against the dummy."""
         if name in self.users.entries():
             kind, source = "user", self.users
         elif robots and name in self.robots.entries():
             kind, source = "robot", self.robots
+        elif self.directory is not None:
+            return self._check_directory(name, password, address)
         else:
             self._dummy(password)
             self.throttle.failed(name, address, known=False)
             return None, "unknown name"
         if source.check(name, password):
             self.throttle.succeeded(name, address)
-            return kind, ""
+            return Subject(kind, name), ""
         self.throttle.failed(name, address)
         return None, "wrong password"
 
-    def login_user(self, name: str, password: str, address: str) -> bool:
-        """A web login: users only (robots are for machines), slowed down and audited
-        like a token login. Busy when too many are being checked for the name."""
-        kind, why = self._verify(name, password, address, robots=False)
-        if kind == "user":
-            return True
+    def _check_directory(self, name: str, password: str, address: str
+                         ) -> tuple[Subject | None, str]:
+        from regops_token.directory import DirectoryDown
+
+        try:
+            person = self.directory.login(name, password)
+        except DirectoryDown as error:
+            raise Unavailable(str(error)) from None
+        if person is None:
+            self.throttle.failed(name, address, known=False)
+            return None, "unknown name or wrong password (directory)"
+        self.throttle.succeeded(name, address)
+        return Subject(LDAP, person.name, frozenset(person.groups)), ""
+
+    def login_user(self, name: str, password: str, address: str) -> Subject | None:
+        """A web login: users and people of the directory (robots are for machines),
+        refused for a while when repeated, and audited like a token login. Busy when
+        too many are being checked for the name; Unavailable when the directory is."""
+        try:
+            found, why = self._verify(name, password, address, robots=False)
+        except Unavailable as error:
+            self.audit("login_failed", subject=name, client_ip=address, via="web",
+                       reason=f"directory unreachable: {error}")
+            raise
+        if found is not None and found.person:
+            return found
         self.audit("login_failed", subject=name, client_ip=address, via="web", reason=why,
                    failures=self.throttle.count(name, address))
-        return False
+        return None
 
     def authenticate(self, name: str, password: str, address: str) -> tuple[Subject | None, str]:
-        """(subject, "") or (None, why): users first, then robots. Busy when too many
-        are being checked for the name."""
-        kind, why = self._verify(name, password, address, robots=True)
-        if kind == "user":
-            return Subject("user", name), ""
-        if kind == "robot":
+        """(subject, "") or (None, why): users first, then robots, then the directory.
+        Busy when too many are being checked for the name; Unavailable when the
+        directory does not answer."""
+        try:
+            found, why = self._verify(name, password, address, robots=True)
+        except Unavailable as error:
+            self.audit("login_failed", subject=name, client_ip=address,
+                       reason=f"directory unreachable: {error}")
+            raise
+        if found is not None and found.kind in ("user", LDAP):
+            return found, ""
+        if found is not None and found.kind == "robot":
             spec = self.config.policy.robots.get(name)
             if spec is None:
                 why = "robot not in the rules"
@@ -358,6 +403,29 @@ class Authn:
         remember it at login and end when it changes."""
         return self.users.fingerprint(name) if name in self.users.entries() else None
 
+    def person(self, name: str, fresh: float = 60.0) -> Subject | None:
+        """A person of the directory as it says now (their groups re-read at most every
+        `fresh` seconds); None when gone or when the directory does not answer."""
+        from regops_token.directory import DirectoryDown
+
+        if self.directory is None:
+            return None
+        now = time.monotonic()
+        with self._lock:
+            known = self._people.get(name)
+        if known is not None and known[1] > now:
+            return known[0]
+        try:
+            groups = self.directory.groups(name)
+        except DirectoryDown:
+            return None
+        found = None if groups is None else Subject(LDAP, name, frozenset(groups))
+        with self._lock:
+            if len(self._people) >= 10000:
+                self._people.pop(next(iter(self._people)))
+            self._people[name] = (found, now + fresh)
+        return found
+
     def refresh_token(self, subject: Subject, key: ec.EllipticCurvePrivateKey,
                       chain: list[x509.Certificate]) -> str:
         now = int(time.time())
@@ -373,6 +441,8 @@ class Authn:
         return jws.sign(claims, key, chain)
 
     def _fingerprint(self, subject: Subject) -> str:
+        if subject.kind == LDAP:
+            return ""  # the directory says whether the person still exists
         source = self.users if subject.kind == "user" else self.robots
         return source.fingerprint(subject.name)
 
@@ -388,6 +458,11 @@ class Authn:
             return None, "not a refresh token"
         if int(claims.get("exp", 0)) < time.time():
             return None, "refresh token expired"
+        if subject.kind == LDAP:
+            person = self.person(subject.name, fresh=0)
+            if person is None:
+                return None, "the directory no longer knows the account, or does not answer"
+            return person, ""
         if claims.get("pwh") != self._fingerprint(subject) or subject.name not in (
             self.users.entries() if subject.kind == "user" else self.robots.entries()
         ):
@@ -399,7 +474,10 @@ class Authn:
         return subject, ""
 
     def label(self, name: str) -> str:
-        """A token subject's name as the audit log names it (user:NAME or robot:NAME)."""
-        kind = "robot" if name in self.config.policy.robots and name not in (
-            self.users.entries()) else "user"
-        return Subject(kind, name).label
+        """A token subject's name as the audit log names it (user:NAME, robot:NAME or,
+        for a person of the directory, ldap:NAME)."""
+        if name in self.users.entries():
+            return Subject("user", name).label
+        if name in self.config.policy.robots:
+            return Subject("robot", name).label
+        return Subject(LDAP if self.directory is not None else "user", name).label

@@ -28,6 +28,7 @@ class Config:
     policy: Policy
     web: dict[str, Any] | None = None  # address, registry_ports, gc_schedule, gc_state
     read_only: bool = False  # a pull-through cache: nobody pushes or deletes, whatever the rules
+    ldap: dict[str, Any] | None = None  # registry_ldap, with host paths (regops_token.directory)
 
     @classmethod
     def load(cls, path: str) -> Config:
@@ -48,4 +49,5 @@ class Config:
             policy=policy_from_json(doc["policy"]),
             web=doc.get("web"),
             read_only=bool(doc.get("read_only", False)),
+            ldap=doc.get("ldap"),
         )

@@ -41,7 +41,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from regops_token import guard, notify
-from regops_token.authn import Busy
+from regops_token.authn import Busy, Unavailable
 from regops_token.config import Config
 from regops_token.rules import ANONYMOUS, Subject
 from regops_token.tokens import TokenService, scopes_of
@@ -225,6 +225,10 @@ def make_handler(service: TokenService, web: Any = None) -> type[BaseHTTPRequest
             self._error(429, "TOOMANYREQUESTS", str(busy),
                         {"Retry-After": str(busy.retry_after)})
 
+        def _unavailable(self, error: Unavailable) -> None:
+            self._error(503, "UNAVAILABLE", "the directory does not answer; its people cannot "
+                        "log in now (local accounts can)", {"Retry-After": "10"})
+
         def _refused(self, refused: guard.Refused) -> None:
             service.audit("token_refused", client_ip=self._address(), reason=str(refused))
             self._error(400, "UNSUPPORTED", str(refused))
@@ -286,6 +290,9 @@ def make_handler(service: TokenService, web: Any = None) -> type[BaseHTTPRequest
                 except Busy as busy:
                     self._busy(busy)
                     return
+                except Unavailable as error:
+                    self._unavailable(error)
+                    return
                 if found is None:
                     self._error(401, "UNAUTHORIZED", "incorrect username or password")
                     return
@@ -339,6 +346,9 @@ def make_handler(service: TokenService, web: Any = None) -> type[BaseHTTPRequest
                         name, params.get("password", [""])[0], self._address())
                 except Busy as busy:
                     self._busy(busy)
+                    return
+                except Unavailable as error:
+                    self._unavailable(error)
                     return
                 if found is None:
                     self._error(401, "UNAUTHORIZED", "incorrect username or password")

@@ -157,12 +157,23 @@ class Robot:
         return today > self.expires
 
 
+LDAP = "ldap"  # the kind of a person the directory (registry_ldap) vouches for
+
+
 @dataclass(frozen=True)
 class Subject:
-    """Who asks: anonymous, a user or a robot."""
+    """Who asks: anonymous, a user (of registry_users), a robot, or a person of the
+    directory (`ldap`, with the directory's groups)."""
 
-    kind: str  # anonymous, user or robot
+    kind: str  # anonymous, user, robot or ldap
     name: str = ""
+    groups: frozenset[str] = frozenset()  # an ldap subject's directory groups
+
+    @property
+    def person(self) -> bool:
+        """A user or a person of the directory: someone `${user}` and the web pages
+        name."""
+        return self.kind in ("user", LDAP)
 
     @property
     def label(self) -> str:
@@ -177,6 +188,7 @@ class Policy:
     rules: tuple[Rule, ...] = ()
     robots: Mapping[str, Robot] = field(default_factory=dict)
     open: bool = False  # no registry_access: every user may do everything, as before
+    directory: bool = False  # registry_ldap: rules may name ldap:NAME and group:ldap:NAME
 
     # ------------------------------------------------------------------ who is who
 
@@ -190,9 +202,16 @@ class Policy:
             }
         elif subject.kind == "robot":
             labels.add(f"robot:{subject.name}")
+        elif subject.kind == LDAP:
+            labels |= {AUTHENTICATED, f"ldap:{subject.name}"}
+            labels |= {f"group:ldap:{g}" for g in subject.groups}
         return labels
 
     def is_admin(self, subject: Subject) -> bool:
+        """Users in registry_admins (every user when there are no rules); people of the
+        directory named there as `ldap:NAME` or through `group:ldap:GROUP`."""
+        if subject.kind == LDAP:
+            return bool(self.labels(subject) & self.admins)
         return subject.kind == "user" and (self.open or subject.name in self.admins)
 
     # ------------------------------------------------------------------ rights
@@ -203,7 +222,7 @@ class Policy:
         if self.is_admin(subject):
             why = "every user may do everything (no registry_access)" if self.open else "admin"
             found.append((why, frozenset(ACTIONS)))
-        user = subject.name if subject.kind == "user" else None
+        user = subject.name if subject.person else None
         labels = self.labels(subject)
         for number, rule in enumerate(self.rules, start=1):
             if not labels & set(rule.who):
@@ -236,7 +255,7 @@ class Policy:
         `contains`). Admins hold everything."""
         if self.is_admin(subject):
             return True
-        user = subject.name if subject.kind == "user" else None
+        user = subject.name if subject.person else None
         labels = self.labels(subject)
         for action in actions:
             if not any(
@@ -303,8 +322,11 @@ def parse_policy(
     admins: Any = None,
     access: Any = None,
     robots: Any = None,
+    directory: bool = False,
 ) -> Policy:
-    """A Policy from inventory-shaped data; RuleError names the first problem."""
+    """A Policy from inventory-shaped data; RuleError names the first problem. With a
+    directory, rules and admins may also name `ldap:NAME` (a person of the directory)
+    and `group:ldap:GROUP` (a directory group)."""
     users = frozenset(users)
     groups = groups or {}
     if not isinstance(groups, Mapping):
@@ -319,9 +341,13 @@ def parse_policy(
             raise RuleError(f"registry_groups: {group}: {missing[0]!r} is not in registry_users")
         parsed_groups[group] = frozenset(names)
     admins = frozenset(_strings(admins, "registry_admins")) if admins else frozenset()
-    missing = sorted(admins - users)
-    if missing:
-        raise RuleError(f"registry_admins: {missing[0]!r} is not in registry_users")
+    for admin in sorted(admins):
+        if _directory_name(admin):
+            if not directory:
+                raise RuleError(f"registry_admins: {admin!r} names the directory, and "
+                                "registry_ldap is not set")
+        elif admin not in users:
+            raise RuleError(f"registry_admins: {admin!r} is not in registry_users")
     parsed_robots: dict[str, Robot] = {}
     if robots is not None and not isinstance(robots, Mapping):
         raise RuleError("registry_robots must map robot names to their grants")
@@ -363,14 +389,23 @@ def parse_policy(
                 raise RuleError(f"{where}: unknown key {unknown[0]!r}")
             who = _strings(raw.get("who"), f"{where}: who")
             for entry in who:
-                _check_who(entry, users, parsed_groups, parsed_robots, where)
+                _check_who(entry, users, parsed_groups, parsed_robots, where, directory)
             actions = _actions(raw.get("actions"), f"{where}: actions")
             if ANONYMOUS in who and actions & {"push", "delete"}:
                 raise RuleError(f"{where}: anonymous may only pull")
             rules.append(
                 Rule(_patterns(raw.get("repositories"), f"{where}: repositories"), who, actions)
             )
-    return Policy(users, parsed_groups, admins, tuple(rules), parsed_robots, open=access is None)
+    return Policy(users, parsed_groups, admins, tuple(rules), parsed_robots, open=access is None,
+                  directory=directory)
+
+
+_DIRECTORY_NAME = re.compile(r"^(ldap|group:ldap):[^\s:*]{1,255}$")
+
+
+def _directory_name(entry: str) -> bool:
+    """`ldap:NAME` or `group:ldap:GROUP` (checked for shape; the directory says who)."""
+    return entry.startswith(("ldap:", "group:ldap:"))
 
 
 def _check_who(
@@ -379,8 +414,16 @@ def _check_who(
     groups: Mapping[str, Any],
     robots: Mapping[str, Any],
     where: str,
+    directory: bool = False,
 ) -> None:
     if entry in (ANONYMOUS, AUTHENTICATED):
+        return
+    if _directory_name(entry):
+        if not directory:
+            raise RuleError(f"{where}: who {entry!r} names the directory, and registry_ldap "
+                            "is not set")
+        if not _DIRECTORY_NAME.match(entry):
+            raise RuleError(f"{where}: who {entry!r}: say ldap:NAME or group:ldap:GROUP")
         return
     kind, sep, name = entry.partition(":")
     if not sep:
@@ -389,7 +432,7 @@ def _check_who(
     if known is None:
         raise RuleError(
             f"{where}: who {entry!r}: say user:NAME, group:NAME, robot:NAME, "
-            "anonymous or authenticated"
+            "ldap:NAME, group:ldap:GROUP, anonymous or authenticated"
         )
     if name not in known:
         raise RuleError(f"{where}: who {entry!r}: no {kind} {name!r}")
@@ -402,6 +445,7 @@ def policy_to_json(policy: Policy) -> dict[str, Any]:
         "groups": {g: sorted(m) for g, m in sorted(policy.groups.items())},
         "admins": sorted(policy.admins),
         "open": policy.open,
+        "directory": policy.directory,
         "rules": [
             {
                 "repositories": list(r.repositories),
@@ -440,4 +484,5 @@ def policy_from_json(doc: Mapping[str, Any]) -> Policy:
             for n, r in doc["robots"].items()
         },
         open=doc["open"],
+        directory=bool(doc.get("directory", False)),
     )

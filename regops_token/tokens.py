@@ -85,8 +85,11 @@ class TokenService:
 
     # ------------------------------------------------------------------ login (authn)
 
-    def login_user(self, name: str, password: str, address: str) -> bool:
+    def login_user(self, name: str, password: str, address: str) -> Subject | None:
         return self.authn.login_user(name, password, address)
+
+    def person(self, name: str) -> Subject | None:
+        return self.authn.person(name)
 
     def authenticate(self, name: str, password: str, address: str) -> tuple[Subject | None, str]:
         return self.authn.authenticate(name, password, address)

@@ -29,12 +29,12 @@ import jinja2
 
 from regops_token import audit as audit_log
 from regops_token import cron
-from regops_token.authn import Busy
+from regops_token.authn import Busy, Unavailable
 from regops_token.backend import BackendError
 from regops_token.catalog import Catalog, Summary, read_gc_record
 from regops_token.guard import local_path
 from regops_token.manifests import ManifestError
-from regops_token.rules import ACTIONS, ANONYMOUS, Policy, Subject, compile_pattern
+from regops_token.rules import ACTIONS, ANONYMOUS, LDAP, Policy, Subject, compile_pattern
 from regops_token.text import human_bytes, natural_key
 
 HERE = Path(__file__).parent
@@ -95,6 +95,7 @@ class Session:
     created: float
     seen: float
     credential: str | None = None  # the user's credential generation at login
+    kind: str = "user"  # or ldap: a person of the directory, re-read while the session lasts
 
 
 class Sessions:
@@ -105,10 +106,10 @@ class Sessions:
         self._by_id: dict[str, Session] = {}
         self._lock = threading.Lock()
 
-    def create(self, user: str, credential: str | None = None) -> Session:
+    def create(self, user: str, credential: str | None = None, kind: str = "user") -> Session:
         now = self.clock()
         session = Session(secrets.token_urlsafe(32), user, secrets.token_urlsafe(32), now, now,
-                          credential)
+                          credential, kind)
         with self._lock:
             if len(self._by_id) >= 10000:  # bounded: the oldest goes
                 self._by_id.pop(next(iter(self._by_id)))
@@ -140,9 +141,11 @@ class Accounts(Protocol):
     @property
     def policy(self) -> Policy: ...
 
-    def login_user(self, name: str, password: str, address: str) -> bool: ...
+    def login_user(self, name: str, password: str, address: str) -> Subject | None: ...
 
     def credential(self, name: str) -> str | None: ...
+
+    def person(self, name: str) -> Subject | None: ...
 
     def audit(self, event: str, **fields: Any) -> None: ...
 
@@ -154,7 +157,7 @@ class Visitor:
 
     @property
     def user(self) -> str | None:
-        return self.subject.name if self.subject.kind == "user" else None
+        return self.subject.name if self.subject.person else None
 
 
 class Web:
@@ -244,6 +247,12 @@ class Web:
         one they logged in with (a new password, `regops users passwd` or a removal
         ends every session of theirs)."""
         session = self.sessions.get(request.cookie(SESSION_COOKIE))
+        if session and session.kind == LDAP:  # the directory says who they are now
+            person = self.accounts.person(session.user)
+            if person is not None:
+                return Visitor(person, session)
+            self.sessions.drop(session.id)
+            return Visitor(Subject(ANONYMOUS), None)
         if session and session.user in self.accounts.policy.users:
             credential = self.accounts.credential(session.user)
             if credential is not None and hmac.compare_digest(credential,
@@ -279,21 +288,26 @@ class Web:
                                    error="The login form expired; please try again.")
         name, password = request.field("username").strip(), request.field("password")
         try:
-            ok = bool(name and password) and self.accounts.login_user(
-                name, password, request.address)
+            found = self.accounts.login_user(name, password, request.address) if (
+                name and password) else None
+        except Unavailable:
+            return self.login_form(request, visitor, "", status=503,
+                                   error="The directory does not answer; people of the "
+                                         "directory cannot log in now. Try again later.")
         except Busy as busy:
             response = self.login_form(request, visitor, "", status=429,
                                        error="Too many login attempts at once; try again in "
                                              f"{busy.retry_after} s.")
             response.headers.append(("Retry-After", str(busy.retry_after)))
             return response
-        if not ok:
+        if found is None:
             return self.login_form(request, visitor, "", status=401,
                                    error="Incorrect username or password.")
         if visitor.session:
             self.sessions.drop(visitor.session.id)
-        session = self.sessions.create(name, self.accounts.credential(name))
-        self.accounts.audit("ui_login", subject=f"user:{name}", client_ip=request.address)
+        session = self.sessions.create(found.name, self.accounts.credential(found.name)
+                                       if found.kind == "user" else None, found.kind)
+        self.accounts.audit("ui_login", subject=found.label, client_ip=request.address)
         response = _redirect(_local(request.field("next")) or "/repositories/")
         response.headers.append(("Set-Cookie", _cookie(SESSION_COOKIE, session.id,
                                                        self.config.session_max)))

@@ -22,7 +22,7 @@ from regops.hostops.remote import checked, load_hosts, load_settings, q, run_rem
 from regops.registry.retention import PolicyError, parse_duration
 from regops.secrets import paths, store
 from regops.util import table
-from regops_token.rules import ACTIONS, Subject, pattern_problem
+from regops_token.rules import ACTIONS, LDAP, Subject, pattern_problem
 
 WARN_DAYS = 30
 
@@ -38,14 +38,23 @@ def access() -> None:
 @inventory_option
 @click.option("--host", "host_name", metavar="NAME",
               help="Inventory host whose rules to use [default: the first].")
+@click.option("--ldap-group", "ldap_groups", multiple=True, metavar="GROUP",
+              help="With WHO ldap:NAME: a directory group they are in (repeatable).")
 @json_option
 def explain(who: str, repository: str, inventory: str, host_name: str | None,
-            as_json: bool) -> None:
-    """What WHO (a user, a robot, or `anonymous`) may do to REPOSITORY, and which rules
-    say so. Contacts no host."""
+            ldap_groups: tuple[str, ...], as_json: bool) -> None:
+    """What WHO (a user, a robot, `ldap:NAME` for a person of the directory, or
+    `anonymous`) may do to REPOSITORY, and which rules say so. Contacts no host (nor
+    the directory: say their groups with --ldap-group)."""
     s = pick_host(inventory, host_name).settings_without_secrets()
     policy = s.policy
-    if who == "anonymous":
+    if ldap_groups and not who.startswith("ldap:"):
+        raise UsageError("--ldap-group is for a person of the directory (WHO ldap:NAME)")
+    if who.startswith("ldap:"):
+        if not policy.directory:
+            raise UsageError(f"{s.host}: registry_ldap is not set, so there is no {who!r}")
+        subject = Subject(LDAP, who.removeprefix("ldap:"), frozenset(ldap_groups))
+    elif who == "anonymous":
         subject = Subject("anonymous")
     elif who in policy.users:
         subject = Subject("user", who)

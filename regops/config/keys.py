@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from regops.config import ldap
 from regops.config.validators import (
     DOCKER_MIN_MEMORY,
     Check,
@@ -88,10 +89,13 @@ def user_list(value: Any) -> str | None:
 
 
 def name_list(value: Any) -> str | None:
+    """User names; with a directory also `ldap:NAME` and `group:ldap:GROUP` (the rules
+    check that registry_ldap is set)."""
     if not isinstance(value, (list, tuple)) or not all(
-        isinstance(n, str) and re.match(ACCOUNT, n) for n in value
+        isinstance(n, str) and (re.match(ACCOUNT, n) or n.startswith(("ldap:", "group:ldap:")))
+        for n in value
     ):
-        return "must be a list of user names"
+        return "must be a list of user names (or ldap:NAME, group:ldap:GROUP)"
     return None
 
 
@@ -586,7 +590,8 @@ KEYS: list[Key] = [
         [],
         "auth",
         "Users who may do everything, the catalog included; day-2 commands log in as the "
-        "first one. Needed with `registry_access`.",
+        "first one. Needed with `registry_access`. With `registry_ldap`, also "
+        "`ldap:NAME` and `group:ldap:GROUP`.",
         name_list,
     ),
     Key(
@@ -623,6 +628,18 @@ KEYS: list[Key] = [
         "Loopback port of the token service behind the front door (token auth); the next "
         "port, on Docker's bridge, takes the registry's notifications for the audit log.",
         integer(1024, 65534),
+    ),
+    Key(
+        "registry_ldap",
+        None,
+        "auth",
+        "A directory (LDAP or Active Directory) the token service logs people in from "
+        "(token auth): `{urls, ca_file, starttls, allow_plain, bind_dn, user_base, "
+        "user_filter, group_base, group_filter, group_attribute, timeout}`; rules name its "
+        "people `ldap:NAME` and its groups `group:ldap:GROUP`. Bind password: env "
+        "`REGOPS_LDAP_BIND_PASSWORD`, else `<secrets>/<registry_name>/ldap-bind-password`. "
+        "See docs/access.md.",
+        ldap.problem,
     ),
     Key(
         "registry_auth_rate",

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from regops.config import ldap
 from regops.config.keys import ACCOUNT, DEFAULTS, KEY_NAMES, KEYS, user_list
 from regops.config.validators import image_tag
 from regops.errors import UsageError
@@ -57,6 +58,7 @@ class Settings:
     secrets_root: Path
     users: list[User] = field(repr=False)
     s3_credentials: s3.Credentials | None = field(default=None, repr=False)
+    ldap_password: str | None = field(default=None, repr=False)  # the directory's bind
     peers: tuple[Peer, ...] = ()  # the other hosts of this registry name (deploys only)
     proxy_password: str | None = field(default=None, repr=False)
 
@@ -95,7 +97,7 @@ class Settings:
         return parse_policy(
             user_names(self.host, self.data["registry_users"]), self.data["registry_groups"],
             self.data["registry_admins"], self.data["registry_access"],
-            self.data["registry_robots"],
+            self.data["registry_robots"], directory=self.data["registry_ldap"] is not None,
         )
 
     @property
@@ -260,14 +262,16 @@ def _access(d: dict[str, Any]) -> tuple[str, str] | None:
     try:
         parse_policy(
             user_names("", d["registry_users"]), d["registry_groups"], d["registry_admins"],
-            d["registry_access"], d["registry_robots"],
+            d["registry_access"], d["registry_robots"], directory=d["registry_ldap"] is not None,
         )
     except RuleError as error:
         key, _, problem = str(error).partition(": ")
         return (key if key.startswith("registry_") else "registry_access", problem)
-    if d["registry_access"] is not None and not d["registry_admins"]:
-        return ("registry_admins", "name at least one admin when registry_access is set "
-                "(the catalog, and the user day-2 commands log in as)")
+    local_admins = [a for a in d["registry_admins"] or [] if ":" not in a]
+    if d["registry_access"] is not None and not local_admins:
+        return ("registry_admins", "name at least one admin of registry_users when "
+                "registry_access is set (the catalog, the user day-2 commands log in as, "
+                "and the way in when the directory is down)")
     if d["registry_auth"] == "htpasswd":
         for key in ("registry_access", "registry_robots", "registry_groups", "registry_admins"):
             if d[key]:
@@ -299,6 +303,12 @@ def _redis(d: dict[str, Any]) -> tuple[str, str] | None:
     return None
 
 
+def _ldap(d: dict[str, Any]) -> tuple[str, str] | None:
+    if d["registry_ldap"] is not None and d["registry_auth"] != "token":
+        return "registry_ldap", "needs registry_auth: token (the token service asks the directory)"
+    return None
+
+
 def _cache(d: dict[str, Any]) -> tuple[str, str] | None:
     if d["registry_proxy_remote_url"] is None:
         for key in ("registry_proxy_username", "registry_proxy_ca_file"):
@@ -316,6 +326,7 @@ RULES: list[Rule] = [
     _storage,
     _redis,
     _cache,
+    _ldap,
     _tls_files,
 ]
 
@@ -388,6 +399,23 @@ def _resolve_users(
     return users
 
 
+def _resolve_ldap_password(
+    host: str, d: dict[str, Any], root: Path, environ: Mapping[str, str]
+) -> str | None:
+    """The directory service account's password: env, else a 0600 file; never generated."""
+    if d["registry_ldap"] is None:
+        return None
+    if environ.get(ldap.PASSWORD_ENV):
+        return environ[ldap.PASSWORD_ENV]
+    path = paths.ldap_password_path(root, d["registry_name"])
+    if not path.is_file() or not path.read_text(encoding="utf-8").strip():
+        raise ConfigError(host, "registry_ldap", (
+            f"needs the bind password of {d['registry_ldap']['bind_dn']}: set "
+            f"{ldap.PASSWORD_ENV} or write {path} (mode 0600)"))
+    store.tighten(path)
+    return path.read_text(encoding="utf-8").strip()
+
+
 def _resolve_proxy_password(
     host: str, d: dict[str, Any], root: Path, environ: Mapping[str, str]
 ) -> str | None:
@@ -433,6 +461,7 @@ def load(host: str, data: Mapping[str, Any], environ: Mapping[str, str] | None =
         users=users,
         s3_credentials=_resolve_s3(host, merged, root, environ),
         proxy_password=_resolve_proxy_password(host, merged, root, environ),
+        ldap_password=_resolve_ldap_password(host, merged, root, environ),
     )
 
 
@@ -445,7 +474,7 @@ REPLICA_KEYS = (
     "registry_tls_key_file", "registry_tls_ca_file", "registry_auth", "registry_users",
     "registry_groups", "registry_admins", "registry_access", "registry_robots",
     "registry_token_ttl", "registry_delete_enabled", "registry_redis_host",
-    "registry_redis_port", "registry_redis_maxmemory_mb",
+    "registry_redis_port", "registry_redis_maxmemory_mb", "registry_ldap",
 )  # fmt: skip
 
 

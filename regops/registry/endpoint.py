@@ -34,10 +34,12 @@ def api_client(
 
 
 def login_client(s: Settings, user: str | None = None) -> RegistryClient:
-    """Logged in as a registry user of the data (default: the first admin, or the first
-    user when there are no access rules and every user may do everything)."""
-    if not user and s.token_auth and s["registry_admins"]:
-        user = s["registry_admins"][0]
+    """Logged in as a registry user of the data (default: the first admin of
+    registry_users, or the first user when there are no access rules and every user may
+    do everything)."""
+    local_admins = [a for a in s["registry_admins"] if ":" not in a]
+    if not user and s.token_auth and local_admins:
+        user = local_admins[0]
     chosen = next((u for u in s.users if u.name == user), None) if user else s.users[0]
     if chosen is None:
         raise UsageError(f"{s.host}: registry_users: no user {user!r}")

@@ -61,6 +61,11 @@ def s3_credential_path(base: str | os.PathLike[str], registry_name: str, which: 
     return registry_secrets(base, registry_name) / f"s3-{which}-key"
 
 
+def ldap_password_path(base: str | os.PathLike[str], registry_name: str) -> Path:
+    """The directory service account's password (registry_ldap): written by the operator."""
+    return registry_secrets(base, registry_name) / "ldap-bind-password"
+
+
 def redis_password_path(base: str | os.PathLike[str], registry_name: str) -> Path:
     """The shared redis's password (generated once per registry name)."""
     return registry_secrets(base, registry_name) / "redis-password"

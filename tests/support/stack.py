@@ -57,7 +57,10 @@ class Stack:
     """A registry with token auth and our token service, on loopback."""
 
     def __init__(self, tmp: Path, today: date = date(2026, 1, 1), web: bool = False,
-                 log_level: str = "error") -> None:
+                 log_level: str = "error", ldap: dict[str, Any] | None = None,
+                 access: list[dict[str, Any]] | None = None) -> None:
+        """`ldap`: the token service's directory section (registry_ldap, as the deploy
+        writes it); `access`: rules after the docs' example ones."""
         self.tmp = tmp
         signer = pki.ensure_token_signer(tmp / "pki")
         (tmp / "token-ca.crt").write_bytes(signer.ca_pem)
@@ -66,7 +69,8 @@ class Stack:
         htpasswd(tmp / "users", PASSWORDS)
         htpasswd(tmp / "robots", {"ci-platform": ROBOT_SECRET, "old-robot": ROBOT_SECRET})
         policy = parse_policy(list(PASSWORDS), groups=EXAMPLE_GROUPS, admins=["alice"],
-                              access=EXAMPLE_ACCESS, robots={
+                              access=[*EXAMPLE_ACCESS, *(access or [])],
+                              directory=ldap is not None, robots={
             "ci-platform": {"repositories": ["platform/**"], "actions": ["pull", "push"],
                             "expires": "2027-06-30"},
             "old-robot": {"repositories": ["platform/**"], "actions": ["pull"],
@@ -79,6 +83,7 @@ class Stack:
             "chain": str(tmp / "signer.crt"), "users": str(tmp / "users"),
             "robots": str(tmp / "robots"), "audit": str(tmp / "audit.log"),
             "policy": policy_to_json(policy),
+            "ldap": ldap,
         }
         notifications = ""
         if web:

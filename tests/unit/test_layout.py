@@ -14,9 +14,9 @@ PACKAGE = ROOT / "regops"
 PACKAGES = ("regops", "regops_token", "regops_host")
 
 # What the token service may import besides the standard library: Debian packages
-# (python3-cryptography, python3-bcrypt, python3-jinja2), because hosts install
+# (python3-cryptography, python3-bcrypt, python3-jinja2, python3-ldap3), because hosts install
 # nothing from PyPI.
-TOKEN_THIRD_PARTY = {"cryptography", "bcrypt", "jinja2", "markupsafe"}
+TOKEN_THIRD_PARTY = {"cryptography", "bcrypt", "jinja2", "markupsafe", "ldap3"}
 
 # Module names found in more than one package, each with its one meaning. A new
 # name used twice must be added here with what it means in every place, or renamed.

@@ -186,10 +186,11 @@ def test_a_verified_password_skips_bcrypt_until_it_changes(tmp_path, monkeypatch
     assert users.check("alice", "two") is None  # removed: unknown, whatever was remembered
 
 
-def test_the_token_package_needs_only_the_standard_library_and_three_debian_packages():
+def test_the_token_package_needs_only_the_standard_library_and_four_debian_packages():
     """It runs on hosts from plain files with Debian's python3, python3-cryptography,
-    python3-bcrypt and python3-jinja2 (the web pages): nothing from the toolkit."""
-    allowed = {"cryptography", "bcrypt", "jinja2", "regops_token"}
+    python3-bcrypt, python3-jinja2 (the web pages) and, with registry_ldap,
+    python3-ldap3 (only `directory` imports it): nothing from the toolkit."""
+    allowed = {"cryptography", "bcrypt", "jinja2", "regops_token", "ldap3"}
     package = Path(__file__).resolve().parents[2] / "regops_token"
     import sys
 
@@ -200,3 +201,33 @@ def test_the_token_package_needs_only_the_standard_library_and_three_debian_pack
             for name in names:
                 top = name.split(".")[0]
                 assert top in allowed or top in sys.stdlib_module_names, (path.name, name)
+                assert top != "ldap3" or path.name == "directory.py", (path.name, name)
+
+
+def test_people_of_the_directory_get_rights_through_their_directory_groups():
+    from regops_token.rules import LDAP, RuleError
+
+    access = [
+        {"repositories": ["platform/**"], "who": ["group:ldap:platform-team"],
+         "actions": ["pull", "push"]},
+        {"repositories": ["${user}/**"], "who": ["authenticated"], "actions": ["pull", "push"]},
+        {"repositories": ["ops/**"], "who": ["ldap:dana"], "actions": ["pull"]},
+    ]
+    policy = parse_policy(["admin"], admins=["admin", "group:ldap:registry-admins"],
+                          access=access, directory=True)
+    erin = Subject(LDAP, "erin", frozenset({"platform-team"}))
+    assert policy.allowed(erin, "platform/app") == {"pull", "push"}
+    assert policy.allowed(erin, "erin/tool") == {"pull", "push"}  # ${user} is theirs too
+    assert policy.allowed(Subject(LDAP, "erin"), "platform/app") == frozenset()  # left it
+    assert policy.allowed(Subject(LDAP, "dana"), "ops/x") == {"pull"}
+    assert policy.allowed(Subject("user", "dana"), "ops/x") == frozenset()  # not the same
+    assert policy.is_admin(Subject(LDAP, "root", frozenset({"registry-admins"})))
+    assert not policy.is_admin(erin)
+    assert policy_from_json(policy_to_json(policy)) == policy
+    with pytest.raises(RuleError, match="registry_ldap is not set"):
+        parse_policy(["admin"], access=access)
+    with pytest.raises(RuleError, match="registry_ldap is not set"):
+        parse_policy(["admin"], admins=["ldap:root"])
+    with pytest.raises(RuleError, match="say ldap:NAME"):
+        parse_policy(["admin"], access=[{"repositories": ["**"], "who": ["ldap:a*"],
+                                         "actions": ["pull"]}], directory=True)

@@ -27,6 +27,7 @@ from pyinfra.operations import apt, files, systemd
 
 import regops_token
 from regops import hostpaths
+from regops.config import ldap
 from regops.config.settings import Settings
 from regops.deploy import render
 from regops.deploy import units as unit
@@ -39,6 +40,11 @@ expect_at_prepare(unit.UnitState, control=hostpaths.TOKEN_CONTROL)  # names the 
 expect_at_prepare(File, path=hostpaths.TOKEN_UNIT)  # retire() asks
 
 PACKAGES = ["python3", "python3-cryptography", "python3-bcrypt", "python3-jinja2"]
+LDAP_PACKAGES = ["python3-ldap3"]  # with registry_ldap: the directory client (pure Python)
+
+
+def packages(s: Settings) -> list[str]:
+    return PACKAGES + (LDAP_PACKAGES if s["registry_ldap"] is not None else [])
 ISSUER = "regops-token"
 
 
@@ -56,6 +62,15 @@ def web_config(s: Settings) -> dict[str, Any] | None:
         "gc_schedule": s["registry_gc_schedule"] if s["registry_gc_enabled"] else None,
         "gc_state": hostpaths.GC_STATE,
     }
+
+
+def ldap_config(s: Settings) -> dict[str, Any] | None:
+    """The directory, as the token service reads it (host paths of its CA and password)."""
+    value = s["registry_ldap"]
+    if value is None:
+        return None
+    ca = hostpaths.TOKEN_LDAP_CA if ldap.encrypted(value) else None
+    return ldap.token_config(value, ca, hostpaths.TOKEN_LDAP_PASSWORD)
 
 
 def token_config(s: Settings) -> str:
@@ -78,6 +93,7 @@ def token_config(s: Settings) -> str:
             "web": web_config(s),
             # A pull-through cache: the registry refuses writes too, but later and less clearly.
             "read_only": s.cache,
+            "ldap": ldap_config(s),
         },
         indent=2,
         sort_keys=True,
@@ -104,8 +120,21 @@ def token_unit(s: Settings) -> unit.Unit:
             unit.Input(hostpaths.TOKEN_CERT, key.cert_pem),
             unit.Input(hostpaths.TOKEN_KEY, key.key_pem, mode="0640",
                        gid=s["registry_token_uid"], secret=True),
+            *ldap_inputs(s),
         ),
     )
+
+
+def ldap_inputs(s: Settings) -> tuple[unit.Input, ...]:
+    """The directory's CA and the bind password, read at start like the key."""
+    value = s["registry_ldap"]
+    if value is None or s.ldap_password is None:
+        return ()
+    found = [unit.Input(hostpaths.TOKEN_LDAP_PASSWORD, (s.ldap_password + "\n").encode(),
+                        mode="0640", gid=s["registry_token_uid"], secret=True)]
+    if ldap.encrypted(value):
+        found.append(unit.Input(hostpaths.TOKEN_LDAP_CA, Path(value["ca_file"]).read_bytes()))
+    return tuple(found)
 
 
 def package_files(package: Path) -> list[Path]:
@@ -118,9 +147,9 @@ def package_files(package: Path) -> list[Path]:
 def apply(s: Settings) -> None:
     if not s.token_auth:
         return
-    refresh_apt_for(PACKAGES)
+    refresh_apt_for(packages(s))
     apt.packages(name="Install python3 with cryptography and bcrypt (Debian's)",
-                 packages=PACKAGES)
+                 packages=packages(s))
     for directory in (hostpaths.TOKEN_CODE, *(f"{hostpaths.TOKEN_CODE}/regops_token{sub}"
                                               for sub in ("", "/pages", "/static"))):
         files.directory(name=f"Create {directory}", path=directory, user="root", group="root",
