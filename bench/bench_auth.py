@@ -126,7 +126,10 @@ def part_tokens(host: InventoryHost, p: dict[str, Any], cold_logins: int, cpus: 
     cold = on_host(host, "cold", {**p, "cold_logins": cold_logins, "cold_threads": threads},
                    timeout=300 + cold_logins * 2)
     http = on_host(host, "tokens", p, timeout=120 + 3 * p["rounds"] * p["duration"])
-    problems = _problems(http["runs"], {"warm": "200", "anonymous": "200"})
+    # One address past registry_auth_rate (and its burst) gets 429 from nginx: that is
+    # the limit working, and what the tokens-per-second rows then show.
+    problems = _problems(http["runs"], {"warm": "200", "anonymous": "200"},
+                         also=frozenset({"429"}))
     problems += [f"cold logins: {r['logins'] - r['ok']} refused" for r in cold["runs"]
                  if r["ok"] != r["logins"]]
     return {"cold": cold, "warm": _summed(http["runs"]["warm"]),
@@ -173,11 +176,14 @@ def _summed(runs: list[dict[str, Any]]) -> dict[str, Any]:
             "reconnects": sum(r["reconnects"] for r in runs)}
 
 
-def _problems(runs: dict[str, list[dict[str, Any]]], expected: dict[str, str]) -> list[str]:
+def _problems(runs: dict[str, list[dict[str, Any]]], expected: dict[str, str],
+              also: frozenset[str] = frozenset()) -> list[str]:
+    """Answers other than the expected one (and `also`) and errors, per phase."""
     found = []
     for name, rounds in runs.items():
         for r in rounds:
-            other = {k: v for k, v in r["statuses"].items() if k != expected[name]}
+            other = {k: v for k, v in r["statuses"].items()
+                     if k != expected[name] and k not in also}
             if other or r["errors"]:
                 found.append(f"{name}: unexpected answers {other}, {r['errors']} errors")
     return found
@@ -231,8 +237,8 @@ def tables(report: dict[str, Any], args: argparse.Namespace) -> str:
                            ("anonymous", "anonymous")):
             x = r[key]
             out.append(f"| {label} | GET /auth/token through the front door, "
-                       f"{args.connections} keep-alive connections | {x['ok']} | "
-                       f"{x['per_second']:,.0f} |")
+                       f"{args.connections} keep-alive connections, one address (nginx's "
+                       f"registry_auth_rate applies) | {x['ok']} | {x['per_second']:,.0f} |")
     if "prune" in report:
         r = report["prune"]
         out += ["", f"`regops prune` dry run through tokens, from this machine through the "
