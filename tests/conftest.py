@@ -21,6 +21,7 @@ OWN_SANDBOX = {
     "test_95_fresh_machine.py": "fresh-machine",
     "test_45_migration.py": "migration",
     "test_80_sudo.py": "sudo",
+    "test_58_ldap.py": "ldap",
     "test_90_vagrant.py": "vagrant",
     "test_sandbox_hosts.py": "sandbox-cli",
 }
@@ -28,7 +29,8 @@ PAIR = "pair"
 # Longest first, measured (CONTRIBUTING.md, "Where the time goes"); the no-host tests
 # come right after the two longest groups, so that what a worker takes beside the pair
 # while it starts is a short test, not a group that would wait for the pair to end.
-ORDER = [PAIR, "ha", None, "fresh-machine", "migration", "sudo", "vagrant", "sandbox-cli"]
+ORDER = [PAIR, "ha", None, "fresh-machine", "migration", "ldap", "sudo", "vagrant",
+         "sandbox-cli"]
 
 
 def group(item: pytest.Item) -> str | None:
@@ -40,8 +42,8 @@ def group(item: pytest.Item) -> str | None:
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the marks
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    worker = hasattr(config, "workerinput")  # xdist's workers collect; its controller does not
-    if not worker or config.getoption("dist") != "loadgroup":
+    # Set in xdist's workers (which collect; its controller does not) under loadgroup.
+    if not getattr(config.option, "loadgroup", False):
         return
     for item in items:
         name = group(item)

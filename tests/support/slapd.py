@@ -135,7 +135,9 @@ class Slapd:
     root), removed at `stop`; the CA, the wrong CA and the service account's
     password file are written under `tmp`, where the test reads them."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, serve_on: str | None = None) -> None:
+        """`serve_on`: one more address to serve ldaps:// on (`remote_url`), named by the
+        certificate too: the bridge address sandbox hosts reach this machine on."""
         self.slapd = require_command("slapd", "slapd")
         self.slapadd = require_command("slapadd", "slapd")
         self.tmp = tmp
@@ -147,6 +149,9 @@ class Slapd:
         # the same server on an address its certificate does not name
         self.misnamed_port = free_port("127.0.0.2")
         self.misnamed_url = f"ldaps://127.0.0.2:{self.misnamed_port}"
+        self.serve_on = serve_on
+        self.remote_port = free_port(serve_on) if serve_on else 0
+        self.remote_url = f"ldaps://{serve_on}:{self.remote_port}" if serve_on else ""
         self.ca_file = str(tmp / "ldap-ca.crt")
         self.wrong_ca_file = str(tmp / "other-ca.crt")
         self.password_file = str(tmp / "ldap-service-password")
@@ -165,7 +170,8 @@ class Slapd:
         return self
 
     def _start(self) -> None:
-        cert = pki.ensure_server_cert(self.tmp / "ldap-pki", ["127.0.0.1", "localhost"])
+        cert = pki.ensure_server_cert(self.tmp / "ldap-pki", [
+            "127.0.0.1", "localhost", *([self.serve_on] if self.serve_on else [])])
         Path(self.ca_file).write_bytes(cert.ca_pem)
         other, _ = pki.ensure_ca(self.tmp / "other-pki", common_name="some other CA")
         Path(self.wrong_ca_file).write_bytes(other.public_bytes(serialization.Encoding.PEM))
@@ -183,6 +189,8 @@ class Slapd:
         if added.returncode != 0:
             raise RuntimeError(f"slapadd failed: {added.stderr.strip()[-2000:]}")
         urls = f"{self.ldap_url}/ {self.ldaps_url}/ {self.misnamed_url}/"
+        if self.remote_url:
+            urls += f" {self.remote_url}/"
         command = [self.slapd, "-f", str(conf), "-h", urls, "-d", "stats"]
         if os.geteuid() == 0:  # never the directory as root: its own user, as Debian runs it
             user = pwd.getpwnam("openldap")
@@ -198,6 +206,8 @@ class Slapd:
         deadline = time.monotonic() + START_SECONDS
         waiting = {("127.0.0.1", self.port), ("127.0.0.1", self.tls_port),
                    ("127.0.0.2", self.misnamed_port)}
+        if self.serve_on:
+            waiting.add((self.serve_on, self.remote_port))
         while waiting:
             assert self.process is not None
             if self.process.poll() is not None:
