@@ -113,6 +113,18 @@ def test_docker_logs_in_with_a_directory_password_and_pushes_where_the_group_may
             th.run(f"docker logout {h['registry_name']}:5000")
 
 
+def test_regops_check_reaches_the_directory_from_each_host(deployed):
+    _, _, inventory = deployed
+    env = {**os.environ, "REGOPS_LDAP_BIND_PASSWORD": SERVICE_PASSWORD}
+    result = subprocess.run([sys.executable, "-m", "regops.cli", "check", "-i", str(inventory),
+                             "--only", "token.directory", "--json"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=300)
+    doc = json.loads(result.stdout)
+    verdicts = [r for h in doc["hosts"] for r in h["results"] if r["id"] == "token.directory"]
+    assert len(verdicts) == 2 and all(r["status"] == "pass" for r in verdicts), verdicts
+    assert all("over TLS" in r["detail"] for r in verdicts)
+
+
 def test_the_second_deploy_changes_nothing(deployed):
     _, _, inventory = deployed
     second = _deploy(inventory)

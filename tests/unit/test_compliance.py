@@ -930,3 +930,28 @@ def test_storage_checks_fail_on_what_they_guard(base_data):
     assert "etcd on 0.0.0.0:2379" in wide.detail and "10.0.0.21:9101" in wide.detail
     full = verdict(disk_free, data_fs=(0, "1000 50 4096"))
     assert full.status is Status.FAIL and "/var/lib/seaweedfs" in full.detail
+
+
+def test_the_directory_check_reads_the_probe_from_the_host(base_data, tmp_path):
+    from regops.compliance.checks.token_service import token_directory
+    from regops.secrets import pki
+
+    ca = tmp_path / "ldap-ca.pem"
+    ca.write_bytes(pki.ensure_token_signer(tmp_path / "pki").ca_pem)
+    ldap = {"urls": ["ldaps://ldap.example.com"], "ca_file": str(ca),
+            "bind_dn": "cn=regops,dc=example,dc=com", "user_base": "ou=people,dc=example,dc=com",
+            "group_base": "ou=groups,dc=example,dc=com"}
+    s = runner.settings_without_secrets(InventoryHost("reg.example.com", {
+        **base_data, "registry_ldap": ldap}))
+    assert "directory" in facts.sections(s) and "directory" not in facts.sections(
+        runner.settings_without_secrets(InventoryHost("reg.example.com", base_data)))
+    answered = token_directory(ctx(s, snapshot(directory=(0, "ok ldaps://ldap.example.com"))))
+    assert answered.status is Status.PASS and "over TLS" in answered.detail
+    down = token_directory(ctx(s, snapshot(directory=(
+        0, "down ldaps://ldap.example.com: certificate verify failed"))))
+    assert down.status is Status.FAIL and "certificate verify failed" in down.detail
+    plain = runner.settings_without_secrets(InventoryHost("reg.example.com", {
+        **base_data, "registry_ldap": {**ldap, "urls": ["ldap://ldap.example.com"],
+                                       "allow_plain": True}}))
+    clear = token_directory(ctx(plain, snapshot(directory=(0, "ok ldap://ldap.example.com"))))
+    assert clear.status is Status.FAIL and "in clear" in clear.detail

@@ -145,3 +145,28 @@ def web_pages_protected(c: Context) -> Verdict:
         return fail("; ".join(problems), "redeploy (the token service's pages)")
     return ok("the pages answer with a script-only-from-here CSP, no framing, nosniff and "
               "no-store")
+
+
+@check(
+    id="token.directory",
+    title="The directory answers over TLS and the service account can search it",
+    rationale="People of the directory log in only while the token service reaches it; plain "
+              "LDAP would carry their passwords in clear.",
+    reference="regops (registry_ldap)",
+)
+def token_directory(c: Context) -> Verdict:
+    value = c.s["registry_ldap"]
+    if not c.s.token_auth or value is None:
+        c.facts.text("now", "the host does not answer")  # unreachable: an error, as for all
+        return ok("no directory (registry_ldap is not set)")
+    answer = c.facts.text("directory", "the directory probe did not run").strip()
+    if not answer.startswith("ok"):
+        return fail(f"from this host: {answer.removeprefix('down ')}",
+                    "check the URLs, the CA (ca_file), the bind DN and its password, and "
+                    "that this host may reach the directory")
+    url = answer.removeprefix("ok").strip()
+    plain = url.lower().startswith("ldap://") and not value.get("starttls")
+    if plain:
+        return fail(f"{url} answers, in plain LDAP: passwords cross the network in clear "
+                    "(allow_plain is set)", "use ldaps:// or starttls: true")
+    return ok(f"{url} answers over TLS; the service account binds and searches")
