@@ -87,3 +87,17 @@ def test_a_flood_of_long_requests_leaves_the_audit_log_in_place(th, host_info):
     assert th.check_output(f"head -n 1 {AUDIT}") == first  # not rotated away
     assert answered >= 250
     assert (after - before) / (answered + len(too_long)) < 3 * 1024  # bytes per request
+
+
+def test_a_spray_of_web_logins_gets_a_page_saying_wait(th, host_info):
+    h = host_info
+    address = f"{h['registry_name']}:5000"
+    out = th.check_output(
+        f"for i in $(seq 25); do curl -s -o /dev/null -w '%{{http_code}} %{{content_type}}\\n' "
+        f"--cacert /etc/docker/certs.d/{address}/ca.crt -X POST -d 'username=x&password=y' "
+        f"https://{address}/login; done")
+    answers = out.splitlines()
+    assert len(answers) == 25
+    limited = [a for a in answers if a.startswith("429")]
+    assert limited and all("text/html" in a for a in limited), answers
+    assert all(a.split()[0] in ("403", "429") for a in answers)  # no form token: 403 first

@@ -344,8 +344,10 @@ def test_the_token_endpoint_and_web_logins_are_limited_per_address(base_data):
     token = _block(site, "    location = /auth/token {")
     assert "limit_req zone=regops_auth burst=70 nodelay;" in token
     assert "limit_conn regops_conn 9;" in token and "error_page 429 = @regops_too_many;" in token
-    assert "limit_req zone=regops_login burst=10 nodelay;" in _block(
-        site, "    location = /login {")
+    login = _block(site, "    location = /login {")
+    assert "limit_req zone=regops_login burst=10 nodelay;" in login
+    assert "error_page 429 = @regops_too_many_logins;" in login  # a page, for a person
+    assert "text/html" in _block(site, "    location @regops_too_many_logins {")
     assert "limit_conn regops_conn 9;" in _root_location(site)
     too_many = _block(site, "    location @regops_too_many {")
     assert "add_header Retry-After 1 always;" in too_many and "return 429" in too_many
