@@ -123,3 +123,4 @@ def test_a_directory_needs_token_auth(base_data, ca):
             "registry_admins": []}
     with pytest.raises(ConfigError, match="needs registry_auth: token"):
         load("reg1", data, environ={ldap.PASSWORD_ENV: PASSWORD})
+
