@@ -548,8 +548,8 @@ def _close(conn: Any) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """`python3 -m regops_token.directory --config FILE`: bind as the service account and
     read the user base, as the token service would (for `regops check` on the host).
-    Prints `ok URL` or `down REASON` (never the password); exit 0 either way, 2 when
-    the config has no directory."""
+    Prints `ok URL`, `down REASON` (never the password) or `none` when the config has
+    no directory; exit 0 for each, 1 when the config cannot be read."""
     import argparse
     import json
     import sys
@@ -557,10 +557,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python3 -m regops_token.directory")
     parser.add_argument("--config", default="/etc/regops/token/config.json")
     args = parser.parse_args(argv)
-    doc = json.loads(Path(args.config).read_text()).get("ldap")
+    try:
+        doc = json.loads(Path(args.config).read_text()).get("ldap")
+    except (OSError, ValueError) as error:
+        print(f"cannot read {args.config}: {error}")
+        return 1
     if not doc:
-        print("no directory (registry_ldap) in", args.config)
-        return 2
+        print(f"none: no directory (registry_ldap) in {args.config}")
+        return 0
     try:
         directory = Directory(DirectoryConfig.from_json(doc))
         print(f"ok {directory.probe()}")

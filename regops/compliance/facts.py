@@ -129,7 +129,7 @@ def sections(s: Settings) -> dict[str, str]:
         "frontdoor_mode": f"readlink {hostpaths.FRONTDOOR_MODE_LINK}",
         "data_fs": free_space_command(d["registry_data_dir"]),
         "listen": LISTEN_COMMAND,
-        **({"directory": DIRECTORY_PROBE} if d["registry_ldap"] is not None else {}),
+        **({"directory": DIRECTORY_PROBE} if s.token_auth else {}),
     }
 
 

@@ -156,10 +156,14 @@ def web_pages_protected(c: Context) -> Verdict:
 )
 def token_directory(c: Context) -> Verdict:
     value = c.s["registry_ldap"]
-    if not c.s.token_auth or value is None:
-        c.facts.text("now", "the host does not answer")  # unreachable: an error, as for all
-        return ok("no directory (registry_ldap is not set)")
-    answer = c.facts.text("directory", "the directory probe did not run").strip()
+    if not c.s.token_auth:
+        return ok(NO_TOKEN_SERVICE)
+    answer = c.facts.text("directory", "the token service's config cannot be read").strip()
+    if value is None:
+        if answer.startswith("none"):
+            return ok("no directory: registry_ldap is not set, and the token service has none")
+        return fail("the token service asks a directory that registry_ldap does not name",
+                    "redeploy")
     if not answer.startswith("ok"):
         return fail(f"from this host: {answer.removeprefix('down ')}",
                     "check the URLs, the CA (ca_file), the bind DN and its password, and "
