@@ -544,36 +544,3 @@ def _close(conn: Any) -> None:
     with contextlib.suppress(LDAPException, OSError):
         conn.unbind()
 
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """`python3 -m regops_token.directory --config FILE`: bind as the service account and
-    read the user base, as the token service would (for `regops check` on the host).
-    Prints `ok URL`, `down REASON` (never the password) or `none` when the config has
-    no directory; exit 0 for each, 1 when the config cannot be read."""
-    import argparse
-    import json
-    import sys
-
-    parser = argparse.ArgumentParser(prog="python3 -m regops_token.directory")
-    parser.add_argument("--config", default="/etc/regops/token/config.json")
-    args = parser.parse_args(argv)
-    try:
-        doc = json.loads(Path(args.config).read_text()).get("ldap")
-    except (OSError, ValueError) as error:
-        print(f"cannot read {args.config}: {error}")
-        return 1
-    if not doc:
-        print(f"none: no directory (registry_ldap) in {args.config}")
-        return 0
-    try:
-        directory = Directory(DirectoryConfig.from_json(doc))
-        print(f"ok {directory.probe()}")
-        directory.close()
-    except (DirectoryDown, ValueError) as error:
-        print(f"down {error}")
-    sys.stdout.flush()
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -64,7 +64,7 @@ def certs_d(s: Settings) -> str:
 LISTEN_COMMAND = "cat /proc/net/tcp /proc/net/tcp6 2>/dev/null"  # for listening()
 # The token service's own directory code, from the host, with its config (root reads it).
 DIRECTORY_PROBE = (f"timeout 30 env PYTHONPATH={hostpaths.TOKEN_CODE} python3 -m "
-                   f"regops_token.directory --config {hostpaths.TOKEN_CONFIG}")
+                   f"regops_token.probe --config {hostpaths.TOKEN_CONFIG}")
 STAT_FORMAT = "%n\t%F\t%U\t%G\t%u\t%g\t%a\t%Y\t%Z"  # what parse_stat reads
 
 

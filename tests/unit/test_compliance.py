@@ -461,7 +461,7 @@ def test_the_snapshot_script_reads_no_secret(settings):
             if name == "directory":
                 # The token service's own probe reads its config and the bind password
                 # on the host, and prints only `ok URL`, `down REASON` or `none`
-                # (regops_token.directory.main; its tests show the password is never in
+                # (regops_token.probe; the directory's tests show the password is never in
                 # a message).
                 assert command == facts.DIRECTORY_PROBE
                 continue

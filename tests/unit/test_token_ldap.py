@@ -105,6 +105,27 @@ def test_the_web_pages_log_in_a_person_of_the_directory(stack, slapd):
     assert "group:ldap:platform-team" in page
 
 
+def test_the_probe_regops_check_runs_on_hosts(stack, tmp_path, capsys):
+    from regops_token import probe
+
+    config = json.loads((stack.tmp / "token.json").read_text())
+    with_directory, without = tmp_path / "with.json", tmp_path / "without.json"
+    with_directory.write_text(json.dumps(config))
+    without.write_text(json.dumps({**config, "ldap": None}))
+    assert probe.main(["--config", str(with_directory)]) == 0
+    assert capsys.readouterr().out.startswith(f"ok {config['ldap']['urls'][0]}")
+    assert probe.main(["--config", str(without)]) == 0
+    assert capsys.readouterr().out.startswith("none")
+    assert probe.main(["--config", str(tmp_path / "missing.json")]) == 1
+    assert capsys.readouterr().out.startswith("cannot read")
+    wrong = {**config, "ldap": {**config["ldap"], "bind_password_file": str(tmp_path / "pw")}}
+    (tmp_path / "pw").write_text("not-the-service-password\n")
+    with_directory.write_text(json.dumps(wrong))
+    assert probe.main(["--config", str(with_directory)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("down") and "not-the-service-password" not in out
+
+
 def test_the_directory_down_costs_its_people_their_logins_not_the_local_users(stack, slapd):
     """Last: it stops the directory."""
     slapd.stop()
