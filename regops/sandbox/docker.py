@@ -133,6 +133,29 @@ def _routed_elsewhere() -> list[ipaddress.IPv4Network]:
     return taken
 
 
+def machine_resolv_conf() -> str | None:
+    """This machine's resolv.conf without loopback nameservers: what Docker gives a
+    container on its default bridge. On a network of its own a container would get
+    Docker's embedded resolver (127.0.0.11) instead, and a dockerd inside it, finding
+    no other nameserver, would give its containers Google's. None when none is left."""
+    try:
+        lines = Path("/etc/resolv.conf").read_text().splitlines()
+    except OSError:
+        return None
+    kept, servers = [], 0
+    for line in lines:
+        parts = line.split()
+        if len(parts) >= 2 and parts[0] == "nameserver":
+            try:
+                if ipaddress.ip_address(parts[1].split("%")[0]).is_loopback:
+                    continue
+            except ValueError:
+                continue
+            servers += 1
+        kept.append(line)
+    return "\n".join(kept) + "\n" if servers else None
+
+
 def network_subnet(network: str) -> ipaddress.IPv4Network | None:
     """The subnet of an existing network; None when there is no such network."""
     cp = run(["docker", "network", "inspect", "--format", "{{json .IPAM.Config}}", network],

@@ -21,6 +21,7 @@ from regops.sandbox.docker import (
     inspect_containers,
     labelled,
     lock,
+    machine_resolv_conf,
     published_port,
     require_docker,
     reserved_ports,
@@ -53,11 +54,14 @@ from regops.secrets import paths, store
 
 
 def run_argv(spec: HostSpec, ssh_port: int, registry_port: int,
-             ip: str | None = None) -> list[str]:
+             ip: str | None = None, resolv_conf: Path | None = None) -> list[str]:
     """Not --privileged: it fails where CAP_SYS_RESOURCE is outside the bounding
     set. These options boot systemd on cgroup v1 and (per common practice) v2.
-    With `ip`, the host sits at that fixed address on the sandbox's own network."""
+    With `ip`, the host sits at that fixed address on the sandbox's own network;
+    `resolv_conf` is mounted as its /etc/resolv.conf."""
     network = ["--network", spec.network, "--ip", ip] if ip else []
+    if resolv_conf is not None:
+        network += ["-v", f"{resolv_conf}:/etc/resolv.conf:ro"]
     return [
         "docker", "run", "-d",
         "--name", spec.container,
@@ -219,11 +223,16 @@ def _start_host(spec: HostSpec, live: dict[str, Any] | None, log: Log) -> None:
         return
     run(["docker", "volume", "create", "--label", f"{LABEL}={spec.sandbox}", spec.volume])
     ip = host_address(ensure_network(spec.network, spec.sandbox), spec.index)
+    resolv, resolv_conf = machine_resolv_conf(), None
+    if resolv is not None:  # this machine's nameservers, as on Docker's default bridge
+        resolv_conf = sandbox_dir(spec.sandbox) / "resolv.conf"
+        resolv_conf.parent.mkdir(parents=True, exist_ok=True)
+        resolv_conf.write_text(resolv)
     reserved = reserved_ports()
     for attempt in range(5):
         ssh_port = free_port(reserved)
         reg_port = free_port(reserved | {ssh_port})
-        cp = run(run_argv(spec, ssh_port, reg_port, ip), check=False)
+        cp = run(run_argv(spec, ssh_port, reg_port, ip, resolv_conf), check=False)
         if cp.returncode == 0:
             log(f"{spec.name}: started {spec.container} ({spec.distro}, ssh 127.0.0.1:{ssh_port})")
             return
