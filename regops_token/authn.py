@@ -139,10 +139,17 @@ class Throttle:
     1, 2, 4 ... up to `ceiling` seconds after the last failure (earlier ones get Busy
     at once, without a bcrypt and without holding a worker).
 
+    Only different wrong passwords count: the same wrong one again (a client with a
+    stale password, retrying) is refused each time but does not lock the pair out,
+    while guessing needs new passwords. The last few wrong ones are remembered as
+    HMACs (`mark`), never as text.
+
     Counters of names that exist are kept apart from those of names that are
     nobody's, so spraying made-up names evicts only made-up names; a counter is
     forgotten FAILURE_WINDOW seconds after its last failure, and each table is
     bounded (the stale first, then the lowest counts)."""
+
+    REMEMBERED_WRONG = 3  # wrong passwords per pair that count only once
 
     def __init__(self, free: int = 3, ceiling: float = 16.0, window: float = FAILURE_WINDOW,
                  unknown: int = UNKNOWN_NAMES, known: int = KNOWN_NAMES,
@@ -151,6 +158,7 @@ class Throttle:
         self.limits = {False: unknown, True: known}
         self._tables: dict[bool, dict[tuple[str, str], tuple[int, float]]] = {
             True: {}, False: {}}
+        self._wrong: dict[tuple[str, str], tuple[bytes, ...]] = {}  # the pairs' last wrong
         self._lock = threading.Lock()
 
     def _entry(self, key: tuple[str, str]) -> tuple[int, float]:
@@ -179,10 +187,21 @@ class Throttle:
             count, last = self._entry((name, address))
         return max(0.0, last + self._backoff(count) - self.clock()) if count else 0.0
 
-    def failed(self, name: str, address: str, known: bool = True) -> int:
+    def failed(self, name: str, address: str, known: bool = True, mark: bytes = b"") -> int:
+        """Count a failure (unless `mark`, the wrong password's HMAC, is one of the pair's
+        last wrong ones); the pair's count."""
         key = (name, address)
         with self._lock:
-            count = self._entry(key)[0] + 1
+            count, last = self._entry(key)
+            seen = self._wrong.get(key, ())
+            if mark and mark in seen and count:
+                return count  # the same wrong password again: refused, not counted
+            if mark:
+                self._wrong.pop(key, None)
+                self._wrong[key] = (*seen, mark)[-self.REMEMBERED_WRONG:]
+                if len(self._wrong) > self.limits[True] + self.limits[False]:
+                    self._wrong.pop(next(iter(self._wrong)))
+            count += 1
             table = self._tables[known]
             self._tables[not known].pop(key, None)
             table.pop(key, None)
@@ -203,6 +222,7 @@ class Throttle:
         with self._lock:
             for table in self._tables.values():
                 table.pop((name, address), None)
+            self._wrong.pop((name, address), None)
 
 
 class Busy(Exception):
@@ -291,7 +311,7 @@ class Authn:
                     flight.error = Busy(math.ceil(wait))
                     raise flight.error
                 try:
-                    flight.result = self._check(name, password, address, robots)
+                    flight.result = self._check(name, password, address, robots, mark)
                 except Unavailable as error:
                     flight.error = error
                     raise
@@ -324,8 +344,8 @@ class Authn:
                 else:
                     del self._serial[key]
 
-    def _check(self, name: str, password: str, address: str, robots: bool
-               ) -> tuple[Subject | None, str]:
+    def _check(self, name: str, password: str, address: str, robots: bool,
+               mark: bytes = b"") -> tuple[Subject | None, str]:
         """One bcrypt against the name's hash (users, then robots), or else the
         directory when there is one, or else one bcrypt against the dummy."""
         if name in self.users.entries():
@@ -333,18 +353,18 @@ class Authn:
         elif robots and name in self.robots.entries():
             kind, source = "robot", self.robots
         elif self.directory is not None:
-            return self._check_directory(name, password, address)
+            return self._check_directory(name, password, address, mark)
         else:
             self._dummy(password)
-            self.throttle.failed(name, address, known=False)
+            self.throttle.failed(name, address, known=False, mark=mark)
             return None, "unknown name"
         if source.check(name, password):
             self.throttle.succeeded(name, address)
             return Subject(kind, name), ""
-        self.throttle.failed(name, address)
+        self.throttle.failed(name, address, mark=mark)
         return None, "wrong password"
 
-    def _check_directory(self, name: str, password: str, address: str
+    def _check_directory(self, name: str, password: str, address: str, mark: bytes = b""
                          ) -> tuple[Subject | None, str]:
         from regops_token.directory import DirectoryDown
 
@@ -353,7 +373,7 @@ class Authn:
         except DirectoryDown as error:
             raise Unavailable(str(error)) from None
         if person is None:
-            self.throttle.failed(name, address, known=False)
+            self.throttle.failed(name, address, known=False, mark=mark)
             return None, "unknown name or wrong password (directory)"
         self.throttle.succeeded(name, address)
         return Subject(LDAP, person.name, frozenset(person.groups)), ""

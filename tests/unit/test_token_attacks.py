@@ -207,6 +207,20 @@ def test_parallel_wrong_logins_wait_their_turn_and_the_rest_are_turned_away(tmp_
     assert authn.throttle.wait("alice", "203.0.113.9") > 0  # the next one is told to wait
 
 
+def test_a_stale_password_retried_is_refused_but_never_locks_the_pair_out(tmp_path):
+    """A CI job with an old password retries it: each try is 401, none is a new guess.
+    Three different wrong passwords still lock the pair out for a while."""
+    authn = _authn(tmp_path)
+    for _ in range(10):
+        assert authn.authenticate("bob", "last-years-password", "192.0.2.7") == (
+            None, "wrong password")
+    assert authn.throttle.count("bob", "192.0.2.7") == 1
+    for n in range(2):
+        authn.authenticate("bob", f"another-guess-{n}", "192.0.2.7")
+    with pytest.raises(Busy):
+        authn.authenticate("bob", "a-fourth-guess", "192.0.2.7")
+
+
 def test_guesses_from_elsewhere_do_not_lock_the_owner_out(tmp_path):
     authn = _authn(tmp_path)
     for n in range(6):
