@@ -4,7 +4,6 @@ may do is `rules` (authz); the tokens that say so are `tokens`."""
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import hmac
@@ -14,7 +13,7 @@ import secrets
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -133,6 +132,9 @@ class Htpasswd:
         return hashlib.sha256(stored).hexdigest()[:16]
 
 
+_Failures = tuple[int, float, tuple[bytes, ...]]
+
+
 class Throttle:
     """Repeated failed logins of one name from one address are refused for a while,
     longer each time: after `free` failures, the next attempt is accepted only
@@ -156,19 +158,18 @@ class Throttle:
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.free, self.ceiling, self.window, self.clock = free, ceiling, window, clock
         self.limits = {False: unknown, True: known}
-        self._tables: dict[bool, dict[tuple[str, str], tuple[int, float]]] = {
-            True: {}, False: {}}
-        self._wrong: dict[tuple[str, str], tuple[bytes, ...]] = {}  # the pairs' last wrong
+        # (name, address) -> (failures, when the last was, the last wrong passwords' HMACs)
+        self._tables: dict[bool, dict[tuple[str, str], _Failures]] = {True: {}, False: {}}
         self._lock = threading.Lock()
 
-    def _entry(self, key: tuple[str, str]) -> tuple[int, float]:
+    def _entry(self, key: tuple[str, str]) -> _Failures:
         for table in self._tables.values():
             found = table.get(key)
             if found is not None:
                 if self.clock() - found[1] <= self.window:
                     return found
                 del table[key]
-        return 0, 0.0
+        return 0, 0.0, ()
 
     def count(self, name: str, address: str) -> int:
         with self._lock:
@@ -184,7 +185,7 @@ class Throttle:
     def wait(self, name: str, address: str) -> float:
         """Seconds until this pair may try again (0: now)."""
         with self._lock:
-            count, last = self._entry((name, address))
+            count, last, _ = self._entry((name, address))
         return max(0.0, last + self._backoff(count) - self.clock()) if count else 0.0
 
     def failed(self, name: str, address: str, known: bool = True, mark: bytes = b"") -> int:
@@ -192,28 +193,22 @@ class Throttle:
         last wrong ones); the pair's count."""
         key = (name, address)
         with self._lock:
-            count, last = self._entry(key)
-            seen = self._wrong.get(key, ())
-            if mark and mark in seen and count:
+            count, _, seen = self._entry(key)
+            if mark and mark in seen:
                 return count  # the same wrong password again: refused, not counted
-            if mark:
-                self._wrong.pop(key, None)
-                self._wrong[key] = (*seen, mark)[-self.REMEMBERED_WRONG:]
-                if len(self._wrong) > self.limits[True] + self.limits[False]:
-                    self._wrong.pop(next(iter(self._wrong)))
-            count += 1
+            marks = (*seen, mark)[-self.REMEMBERED_WRONG:] if mark else seen
             table = self._tables[known]
             self._tables[not known].pop(key, None)
             table.pop(key, None)
-            table[key] = (count, self.clock())
+            table[key] = (count + 1, self.clock(), marks)
             if len(table) > self.limits[known]:
                 self._evict(table, self.limits[known])
-            return count
+            return count + 1
 
-    def _evict(self, table: dict[tuple[str, str], tuple[int, float]], limit: int) -> None:
+    def _evict(self, table: dict[tuple[str, str], _Failures], limit: int) -> None:
         """The stale first, else the lowest count (the oldest of those)."""
         now = self.clock()
-        for key in [k for k, (_, last) in table.items() if now - last > self.window]:
+        for key in [k for k, (_, last, _) in table.items() if now - last > self.window]:
             del table[key]
         if len(table) > limit:
             del table[min(table, key=lambda k: table[k][0])]
@@ -222,7 +217,6 @@ class Throttle:
         with self._lock:
             for table in self._tables.values():
                 table.pop((name, address), None)
-            self._wrong.pop((name, address), None)
 
 
 class Busy(Exception):
@@ -236,6 +230,15 @@ class Busy(Exception):
 class Unavailable(Exception):
     """The directory did not answer: its people cannot log in now; local users and
     robots still can."""
+
+
+class _Pair:
+    """The logins of one name from one address being checked or waiting: checked one
+    after another (`lock`), at most IN_FLIGHT_PER_ADDRESS of them."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.in_flight = 0
 
 
 class _Flight:
@@ -267,14 +270,13 @@ class Authn:
         self._lock = threading.Lock()
         self._flights: dict[bytes, _Flight] = {}
         self._per_name: dict[str, int] = {}
-        self._per_key: dict[tuple[str, str], int] = {}
+        self._pairs: dict[tuple[str, str], _Pair] = {}
         self.directory: Any = None
         self._people: dict[str, tuple[Subject | None, float]] = {}  # web sessions' recheck
         if config.ldap:
             from regops_token.directory import Directory, DirectoryConfig
 
             self.directory = Directory(DirectoryConfig.from_json(config.ldap))
-        self._serial: dict[tuple[str, str], tuple[threading.Lock, int]] = {}
 
     def _dummy(self, password: str) -> None:
         cost = self.users.cost or self.robots.cost or 10
@@ -293,19 +295,21 @@ class Authn:
         with self._lock:
             joined = self._flights.get(mark)
             if joined is None:
-                if (self._per_key.get(key, 0) >= IN_FLIGHT_PER_ADDRESS
+                pair = self._pairs.get(key) or _Pair()
+                if (pair.in_flight >= IN_FLIGHT_PER_ADDRESS
                         or self._per_name.get(name, 0) >= IN_FLIGHT_PER_NAME):
                     raise Busy(1)
                 flight = self._flights[mark] = _Flight()
                 self._per_name[name] = self._per_name.get(name, 0) + 1
-                self._per_key[key] = self._per_key.get(key, 0) + 1
+                pair.in_flight += 1
+                self._pairs[key] = pair
         if joined is not None:  # the same name and password, being checked right now
             joined.done.wait(60)
             if joined.error is not None:
                 raise joined.error
             return joined.result
         try:
-            with self._serialized(name, address):
+            with pair.lock:
                 wait = self.throttle.wait(name, address)
                 if wait > 0:
                     flight.error = Busy(math.ceil(wait))
@@ -322,27 +326,10 @@ class Authn:
                 self._per_name[name] -= 1
                 if not self._per_name[name]:
                     del self._per_name[name]
-                self._per_key[key] -= 1
-                if not self._per_key[key]:
-                    del self._per_key[key]
+                pair.in_flight -= 1
+                if not pair.in_flight:
+                    del self._pairs[key]
             flight.done.set()
-
-    @contextlib.contextmanager
-    def _serialized(self, name: str, address: str) -> Iterator[None]:
-        key = (name, address)
-        with self._lock:
-            lock, users = self._serial.get(key, (threading.Lock(), 0))
-            self._serial[key] = (lock, users + 1)
-        try:
-            with lock:
-                yield
-        finally:
-            with self._lock:
-                lock, users = self._serial[key]
-                if users > 1:
-                    self._serial[key] = (lock, users - 1)
-                else:
-                    del self._serial[key]
 
     def _check(self, name: str, password: str, address: str, robots: bool,
                mark: bytes = b"") -> tuple[Subject | None, str]:
