@@ -229,6 +229,21 @@ def make_handler(service: TokenService, web: Any = None) -> type[BaseHTTPRequest
             self._error(503, "UNAVAILABLE", "the directory does not answer; its people cannot "
                         "log in now (local accounts can)", {"Retry-After": "10"})
 
+        def _login(self, name: str, password: str) -> Subject | None:
+            """The subject these credentials name; None when they do not, answered
+            (401, 429 past the limits, 503 when the directory is down)."""
+            try:
+                found, _ = service.authenticate(name, password, self._address())
+            except Busy as busy:
+                self._busy(busy)
+                return None
+            except Unavailable as error:
+                self._unavailable(error)
+                return None
+            if found is None:
+                self._error(401, "UNAUTHORIZED", "incorrect username or password")
+            return found
+
         def _refused(self, refused: guard.Refused) -> None:
             service.audit("token_refused", client_ip=self._address(), reason=str(refused))
             self._error(400, "UNSUPPORTED", str(refused))
@@ -285,16 +300,8 @@ def make_handler(service: TokenService, web: Any = None) -> type[BaseHTTPRequest
             credentials = _basic(self.headers.get("Authorization"))
             subject = Subject(ANONYMOUS)
             if credentials:
-                try:
-                    found, why = service.authenticate(*credentials, self._address())
-                except Busy as busy:
-                    self._busy(busy)
-                    return
-                except Unavailable as error:
-                    self._unavailable(error)
-                    return
+                found = self._login(*credentials)
                 if found is None:
-                    self._error(401, "UNAUTHORIZED", "incorrect username or password")
                     return
                 subject = found
             offline = params.get("offline_token", ["false"])[0].lower() == "true"
@@ -340,18 +347,9 @@ def make_handler(service: TokenService, web: Any = None) -> type[BaseHTTPRequest
                 return
             offline = params.get("access_type", [""])[0] == "offline"
             if grant == "password":
-                name = params.get("username", [""])[0]
-                try:
-                    found, _ = service.authenticate(
-                        name, params.get("password", [""])[0], self._address())
-                except Busy as busy:
-                    self._busy(busy)
-                    return
-                except Unavailable as error:
-                    self._unavailable(error)
-                    return
+                found = self._login(params.get("username", [""])[0],
+                                    params.get("password", [""])[0])
                 if found is None:
-                    self._error(401, "UNAUTHORIZED", "incorrect username or password")
                     return
                 self._answer(found, scopes, client, offline, post=True, via="POST password")
             elif grant == "refresh_token":
