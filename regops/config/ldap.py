@@ -24,18 +24,17 @@ it is never generated. `{name}` and `{dn}` are escaped (RFC 4515) when filled in
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any
 
 from regops_token.directory import DirectoryConfig
 
-FIELDS = {
-    "urls": None, "ca_file": None, "starttls": False, "allow_plain": False, "bind_dn": None,
-    "user_base": None, "user_filter": "(uid={name})", "group_base": None,
-    "group_filter": "(member={dn})", "group_attribute": "cn", "name_attribute": "uid",
-    "timeout": 5,
-}
-REQUIRED = ("urls", "bind_dn", "user_base", "group_base")
+# The inventory's keys are the token service's own, less the password file's host path
+# (the deploy writes it); the defaults are its defaults, and None for the required.
+_OWN = [f for f in fields(DirectoryConfig) if f.name != "bind_password_file"]
+FIELDS = {f.name: None if f.default is MISSING else f.default for f in _OWN}
+REQUIRED = tuple(f.name for f in _OWN if f.default is MISSING)
 PASSWORD_ENV = "REGOPS_LDAP_BIND_PASSWORD"
 
 
