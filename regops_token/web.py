@@ -308,7 +308,7 @@ class Web:
         session = self.sessions.create(found.name, self.accounts.credential(found.name)
                                        if found.kind == "user" else None, found.kind)
         self.accounts.audit("ui_login", subject=found.label, client_ip=request.address)
-        response = _redirect(_local(request.field("next")) or "/repositories/")
+        response = _redirect(request.field("next"))  # a local path, else the start
         response.headers.append(("Set-Cookie", _cookie(SESSION_COOKIE, session.id,
                                                        self.config.session_max)))
         response.headers.append(("Set-Cookie", _cookie(LOGIN_COOKIE, "", 0)))
