@@ -267,8 +267,7 @@ def _access(d: dict[str, Any]) -> tuple[str, str] | None:
     except RuleError as error:
         key, _, problem = str(error).partition(": ")
         return (key if key.startswith("registry_") else "registry_access", problem)
-    local_admins = [a for a in d["registry_admins"] or [] if ":" not in a]
-    if d["registry_access"] is not None and not local_admins:
+    if d["registry_access"] is not None and not local_admins(d["registry_admins"]):
         return ("registry_admins", "name at least one admin of registry_users when "
                 "registry_access is set (the catalog, the user day-2 commands log in as, "
                 "and the way in when the directory is down)")
@@ -301,6 +300,12 @@ def _redis(d: dict[str, Any]) -> tuple[str, str] | None:
         return ("registry_redis_host", "a shared descriptor cache is for replicas on shared "
                 "storage (registry_storage: s3); one host caches in its own memory")
     return None
+
+
+def local_admins(admins: list[str] | None) -> list[str]:
+    """The admins of registry_users (not `ldap:NAME` or `group:ldap:GROUP`), in order:
+    the ones the day-2 commands can log in as."""
+    return [a for a in admins or [] if ":" not in a]
 
 
 def _ldap(d: dict[str, Any]) -> tuple[str, str] | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from regops.config.settings import Settings
+from regops.config.settings import Settings, local_admins
 from regops.errors import RegopsError, UsageError
 from regops.registry.client import RegistryClient
 from regops.secrets import paths
@@ -37,9 +37,9 @@ def login_client(s: Settings, user: str | None = None) -> RegistryClient:
     """Logged in as a registry user of the data (default: the first admin of
     registry_users, or the first user when there are no access rules and every user may
     do everything)."""
-    local_admins = [a for a in s["registry_admins"] if ":" not in a]
-    if not user and s.token_auth and local_admins:
-        user = local_admins[0]
+    admins = local_admins(s["registry_admins"])
+    if not user and s.token_auth and admins:
+        user = admins[0]
     chosen = next((u for u in s.users if u.name == user), None) if user else s.users[0]
     if chosen is None:
         raise UsageError(f"{s.host}: registry_users: no user {user!r}")
