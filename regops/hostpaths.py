@@ -58,6 +58,10 @@ TOKEN_ROBOTS = f"{TOKEN_DIR}/robots.htpasswd"
 TOKEN_NOTIFY_SECRET = f"{TOKEN_DIR}/notify.secret"
 TOKEN_LDAP_CA = f"{TOKEN_DIR}/ldap-ca.crt"  # registry_ldap: the directory's CA
 TOKEN_LDAP_PASSWORD = f"{TOKEN_DIR}/ldap-bind-password"  # and its service account's password
+TOKEN_OIDC_CA = f"{TOKEN_DIR}/oidc-ca.crt"  # registry_oidc: the provider's CA
+TOKEN_OIDC_SECRET = f"{TOKEN_DIR}/oidc-client-secret"  # and the client's secret
+TOKEN_STATE = "/var/lib/regops-token"  # what the service writes (StateDirectory=)
+TOKEN_CLI_SECRETS = f"{TOKEN_STATE}/cli-secrets.json"  # registry_oidc: CLI secrets' hashes
 TOKEN_UNIT = "/etc/systemd/system/regops-token.service"
 TOKEN_CONTROL = "/usr/local/sbin/regops-token"
 AUDIT_LOG = "/var/log/regops-token/audit.log"

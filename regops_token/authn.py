@@ -24,8 +24,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from regops_token import guard, jws
 from regops_token.audit import Audit
+from regops_token.clisecrets import CliSecrets
 from regops_token.config import Config
-from regops_token.rules import LDAP, Subject
+from regops_token.rules import LDAP, OIDC, Subject
 
 VERIFIED_SECONDS = 120  # how long a verified password skips bcrypt (see Htpasswd.check)
 BCRYPT_WORKERS = max(2, os.cpu_count() or 2)  # password checks running at once
@@ -277,6 +278,9 @@ class Authn:
             from regops_token.directory import Directory, DirectoryConfig
 
             self.directory = Directory(DirectoryConfig.from_json(config.ldap))
+        # registry_oidc: people who sign in by single sign-on log docker in with these.
+        self.cli = CliSecrets(config.oidc["cli_secrets"], int(config.oidc["cli_secret_days"])
+                              ) if config.oidc else None
 
     def _dummy(self, password: str) -> None:
         cost = self.users.cost or self.robots.cost or 10
@@ -339,6 +343,8 @@ class Authn:
             kind, source = "user", self.users
         elif robots and name in self.robots.entries():
             kind, source = "robot", self.robots
+        elif self.cli is not None and self.cli.knows(name):
+            return self._check_cli_secret(name, password, address, mark)
         elif self.directory is not None:
             return self._check_directory(name, password, address, mark)
         else:
@@ -365,6 +371,18 @@ class Authn:
         self.throttle.succeeded(name, address)
         return Subject(LDAP, person.name, frozenset(person.groups)), ""
 
+    def _check_cli_secret(self, name: str, password: str, address: str, mark: bytes = b""
+                          ) -> tuple[Subject | None, str]:
+        """A person of single sign-on with their CLI secret: the groups of their last
+        sign-in (one SHA-256: the secret is random, nothing to slow down)."""
+        assert self.cli is not None
+        entry = self.cli.check(name, password)
+        if entry is None:
+            self.throttle.failed(name, address, mark=mark)
+            return None, "wrong, expired or revoked CLI secret"
+        self.throttle.succeeded(name, address)
+        return Subject(OIDC, name, frozenset(entry.groups)), ""
+
     def login_user(self, name: str, password: str, address: str) -> Subject | None:
         """A web login: users and people of the directory (robots are for machines),
         refused for a while when repeated, and audited like a token login. Busy when
@@ -375,6 +393,8 @@ class Authn:
             self.audit("login_failed", subject=name, client_ip=address, via="web",
                        reason=f"directory unreachable: {error}")
             raise
+        if found is not None and found.kind == OIDC:
+            found, why = None, "a CLI secret is for docker: sign in with single sign-on"
         if found is not None and found.person:
             return found
         self.audit("login_failed", subject=name, client_ip=address, via="web", reason=why,
@@ -391,7 +411,7 @@ class Authn:
             self.audit("login_failed", subject=name, client_ip=address,
                        reason=f"directory unreachable: {error}")
             raise
-        if found is not None and found.kind in ("user", LDAP):
+        if found is not None and found.kind in ("user", LDAP, OIDC):
             return found, ""
         if found is not None and found.kind == "robot":
             spec = self.config.policy.robots.get(name)
@@ -450,6 +470,9 @@ class Authn:
     def _fingerprint(self, subject: Subject) -> str:
         if subject.kind == LDAP:
             return ""  # the directory says whether the person still exists
+        if subject.kind == OIDC:  # the CLI secret it came from: a new one or none ends it
+            entry = self.cli.get(subject.name) if self.cli is not None else None
+            return entry.id if entry is not None else ""
         source = self.users if subject.kind == "user" else self.robots
         return source.fingerprint(subject.name)
 
@@ -470,6 +493,11 @@ class Authn:
             if person is None:
                 return None, "the directory no longer knows the account, or does not answer"
             return person, ""
+        if subject.kind == OIDC:
+            entry = self.cli.get(subject.name) if self.cli is not None else None
+            if entry is None or claims.get("pwh") != entry.id:
+                return None, "the CLI secret was revoked, replaced or has expired"
+            return Subject(OIDC, subject.name, frozenset(entry.groups)), ""
         if claims.get("pwh") != self._fingerprint(subject) or subject.name not in (
             self.users.entries() if subject.kind == "user" else self.robots.entries()
         ):
@@ -487,4 +515,6 @@ class Authn:
             return Subject("user", name).label
         if name in self.config.policy.robots:
             return Subject("robot", name).label
+        if self.cli is not None and self.cli.knows(name):
+            return Subject(OIDC, name).label
         return Subject(LDAP if self.directory is not None else "user", name).label

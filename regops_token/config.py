@@ -29,6 +29,7 @@ class Config:
     web: dict[str, Any] | None = None  # address, registry_ports, gc_schedule, gc_state
     read_only: bool = False  # a pull-through cache: nobody pushes or deletes, whatever the rules
     ldap: dict[str, Any] | None = None  # registry_ldap, with host paths (regops_token.directory)
+    oidc: dict[str, Any] | None = None  # registry_oidc, with host paths (regops_token.oidc)
 
     @classmethod
     def load(cls, path: str) -> Config:
@@ -50,4 +51,5 @@ class Config:
             web=doc.get("web"),
             read_only=bool(doc.get("read_only", False)),
             ldap=doc.get("ldap"),
+            oidc=doc.get("oidc"),
         )

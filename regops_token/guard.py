@@ -54,6 +54,14 @@ def header_safe(value: str) -> bool:
     return not any((ord(ch) < 0x20 and ch != "\t") or ord(ch) == 0x7F for ch in value)
 
 
+def account_name(text: str) -> bool:
+    """A name an identity provider vouches for can be a registry user: 1 to MAX_NAME
+    characters, none of them a space, control character, `:` (labels such as
+    `oidc:NAME` split there), `*` (rules' wildcard) or `/` (a `${user}` path segment)."""
+    return 0 < len(text) <= MAX_NAME and not _controls(text) and not any(
+        ch.isspace() or ch in ":*/" for ch in text)
+
+
 def content_length(raw: str | None, limit: int) -> int:
     """The request's Content-Length as a number in 0..limit, or Refused."""
     if raw is None or raw == "":

@@ -64,7 +64,22 @@ def make_web(service: TokenService) -> Any:
     service.audit.listeners.append(catalog.history.record)
     return Web(service, catalog, WebConfig(
         address=doc["address"], gc_schedule=doc.get("gc_schedule"),
-        gc_state=doc.get("gc_state", ""), audit=service.config.audit), today=service.today)
+        gc_state=doc.get("gc_state", ""), audit=service.config.audit), today=service.today,
+        oidc=make_provider(service), cli=service.authn.cli)
+
+
+def make_provider(service: TokenService) -> Any:
+    """The OpenID provider the web pages sign people in with (registry_oidc), or None."""
+    if not service.config.oidc:
+        return None
+    from regops_token.oidc import OidcConfig, Provider
+
+    config = OidcConfig.from_json(service.config.oidc)
+    problem = config.problem()
+    if problem:
+        raise SystemExit(f"{problem} (in the token service's config)")
+    with open(config.client_secret_file, encoding="utf-8") as f:
+        return Provider(config, f.read().strip())
 
 
 def _basic(header: str | None) -> tuple[str, str] | None:

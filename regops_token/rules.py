@@ -158,22 +158,24 @@ class Robot:
 
 
 LDAP = "ldap"  # the kind of a person the directory (registry_ldap) vouches for
+OIDC = "oidc"  # and of one the OpenID provider (registry_oidc) signed in
+EXTERNAL = (LDAP, OIDC)  # people another system vouches for, with that system's groups
 
 
 @dataclass(frozen=True)
 class Subject:
     """Who asks: anonymous, a user (of registry_users), a robot, or a person of the
-    directory (`ldap`, with the directory's groups)."""
+    directory (`ldap`) or of single sign-on (`oidc`), with that system's groups."""
 
-    kind: str  # anonymous, user, robot or ldap
+    kind: str  # anonymous, user, robot, ldap or oidc
     name: str = ""
-    groups: frozenset[str] = frozenset()  # an ldap subject's directory groups
+    groups: frozenset[str] = frozenset()  # an ldap or oidc subject's groups there
 
     @property
     def person(self) -> bool:
-        """A user or a person of the directory: someone `${user}` and the web pages
-        name."""
-        return self.kind in ("user", LDAP)
+        """A user or a person of the directory or of single sign-on: someone `${user}`
+        and the web pages name."""
+        return self.kind == "user" or self.kind in EXTERNAL
 
     @property
     def label(self) -> str:
@@ -189,6 +191,7 @@ class Policy:
     robots: Mapping[str, Robot] = field(default_factory=dict)
     open: bool = False  # no registry_access: every user may do everything, as before
     directory: bool = False  # registry_ldap: rules may name ldap:NAME and group:ldap:NAME
+    sso: bool = False  # registry_oidc: rules may name oidc:NAME and group:oidc:NAME
 
     # ------------------------------------------------------------------ who is who
 
@@ -202,15 +205,16 @@ class Policy:
             }
         elif subject.kind == "robot":
             labels.add(f"robot:{subject.name}")
-        elif subject.kind == LDAP:
-            labels |= {AUTHENTICATED, f"ldap:{subject.name}"}
-            labels |= {f"group:ldap:{g}" for g in subject.groups}
+        elif subject.kind in EXTERNAL:
+            labels |= {AUTHENTICATED, f"{subject.kind}:{subject.name}"}
+            labels |= {f"group:{subject.kind}:{g}" for g in subject.groups}
         return labels
 
     def is_admin(self, subject: Subject) -> bool:
         """Users in registry_admins (every user when there are no rules); people of the
-        directory named there as `ldap:NAME` or through `group:ldap:GROUP`."""
-        if subject.kind == LDAP:
+        directory or of single sign-on named there as `ldap:NAME`/`oidc:NAME` or through
+        `group:ldap:GROUP`/`group:oidc:GROUP`."""
+        if subject.kind in EXTERNAL:
             return bool(self.labels(subject) & self.admins)
         return subject.kind == "user" and (self.open or subject.name in self.admins)
 
@@ -323,10 +327,13 @@ def parse_policy(
     access: Any = None,
     robots: Any = None,
     directory: bool = False,
+    sso: bool = False,
 ) -> Policy:
     """A Policy from inventory-shaped data; RuleError names the first problem. With a
     directory, rules and admins may also name `ldap:NAME` (a person of the directory)
-    and `group:ldap:GROUP` (a directory group)."""
+    and `group:ldap:GROUP` (a directory group); with single sign-on, `oidc:NAME` and
+    `group:oidc:GROUP`."""
+    sources = {LDAP: directory, OIDC: sso}
     users = frozenset(users)
     groups = groups or {}
     if not isinstance(groups, Mapping):
@@ -342,10 +349,10 @@ def parse_policy(
         parsed_groups[group] = frozenset(names)
     admins = frozenset(_strings(admins, "registry_admins")) if admins else frozenset()
     for admin in sorted(admins):
-        if _directory_name(admin):
-            if not directory:
-                raise RuleError(f"registry_admins: {admin!r} names the directory, and "
-                                "registry_ldap is not set")
+        source = external_source(admin)
+        if source is not None:
+            if not sources[source]:
+                raise RuleError(f"registry_admins: {admin!r} {_UNSET[source]}")
         elif admin not in users:
             raise RuleError(f"registry_admins: {admin!r} is not in registry_users")
     parsed_robots: dict[str, Robot] = {}
@@ -389,7 +396,7 @@ def parse_policy(
                 raise RuleError(f"{where}: unknown key {unknown[0]!r}")
             who = _strings(raw.get("who"), f"{where}: who")
             for entry in who:
-                _check_who(entry, users, parsed_groups, parsed_robots, where, directory)
+                _check_who(entry, users, parsed_groups, parsed_robots, where, sources)
             actions = _actions(raw.get("actions"), f"{where}: actions")
             if ANONYMOUS in who and actions & {"push", "delete"}:
                 raise RuleError(f"{where}: anonymous may only pull")
@@ -397,15 +404,21 @@ def parse_policy(
                 Rule(_patterns(raw.get("repositories"), f"{where}: repositories"), who, actions)
             )
     return Policy(users, parsed_groups, admins, tuple(rules), parsed_robots, open=access is None,
-                  directory=directory)
+                  directory=directory, sso=sso)
 
 
-_DIRECTORY_NAME = re.compile(r"^(ldap|group:ldap):[^\s:*]{1,255}$")
+_EXTERNAL_NAME = re.compile(r"^(group:)?(ldap|oidc):[^\s:*]{1,255}$")
+_UNSET = {LDAP: "names the directory, and registry_ldap is not set",
+          OIDC: "names single sign-on, and registry_oidc is not set"}
 
 
-def _directory_name(entry: str) -> bool:
-    """`ldap:NAME` or `group:ldap:GROUP` (checked for shape; the directory says who)."""
-    return entry.startswith(("ldap:", "group:ldap:"))
+def external_source(entry: str) -> str | None:
+    """`ldap` for `ldap:NAME`/`group:ldap:GROUP`, `oidc` for `oidc:NAME`/
+    `group:oidc:GROUP` (checked for shape; that system says who), else None."""
+    for source in EXTERNAL:
+        if entry.startswith((f"{source}:", f"group:{source}:")):
+            return source
+    return None
 
 
 def _check_who(
@@ -414,16 +427,17 @@ def _check_who(
     groups: Mapping[str, Any],
     robots: Mapping[str, Any],
     where: str,
-    directory: bool = False,
+    sources: Mapping[str, bool],
 ) -> None:
     if entry in (ANONYMOUS, AUTHENTICATED):
         return
-    if _directory_name(entry):
-        if not directory:
-            raise RuleError(f"{where}: who {entry!r} names the directory, and registry_ldap "
-                            "is not set")
-        if not _DIRECTORY_NAME.match(entry):
-            raise RuleError(f"{where}: who {entry!r}: say ldap:NAME or group:ldap:GROUP")
+    source = external_source(entry)
+    if source is not None:
+        if not sources.get(source):
+            raise RuleError(f"{where}: who {entry!r} {_UNSET[source]}")
+        if not _EXTERNAL_NAME.match(entry):
+            raise RuleError(f"{where}: who {entry!r}: say {source}:NAME or "
+                            f"group:{source}:GROUP")
         return
     kind, sep, name = entry.partition(":")
     if not sep:
@@ -432,7 +446,8 @@ def _check_who(
     if known is None:
         raise RuleError(
             f"{where}: who {entry!r}: say user:NAME, group:NAME, robot:NAME, "
-            "ldap:NAME, group:ldap:GROUP, anonymous or authenticated"
+            "ldap:NAME, group:ldap:GROUP, oidc:NAME, group:oidc:GROUP, anonymous or "
+            "authenticated"
         )
     if name not in known:
         raise RuleError(f"{where}: who {entry!r}: no {kind} {name!r}")
@@ -446,6 +461,7 @@ def policy_to_json(policy: Policy) -> dict[str, Any]:
         "admins": sorted(policy.admins),
         "open": policy.open,
         "directory": policy.directory,
+        "sso": policy.sso,
         "rules": [
             {
                 "repositories": list(r.repositories),
@@ -485,4 +501,5 @@ def policy_from_json(doc: Mapping[str, Any]) -> Policy:
         },
         open=doc["open"],
         directory=bool(doc.get("directory", False)),
+        sso=bool(doc.get("sso", False)),
     )

@@ -28,13 +28,23 @@ from urllib.parse import parse_qs, quote, urlencode
 import jinja2
 
 from regops_token import audit as audit_log
-from regops_token import cron
+from regops_token import cron, guard
 from regops_token.authn import Busy, Unavailable
 from regops_token.backend import BackendError
 from regops_token.catalog import Catalog, Summary, read_gc_record
+from regops_token.clisecrets import CliSecrets
 from regops_token.guard import local_path
 from regops_token.manifests import ManifestError
-from regops_token.rules import ACTIONS, ANONYMOUS, LDAP, Policy, Subject, compile_pattern
+from regops_token.oidc import STATE_COOKIE, STATE_TTL, OidcError, Pending, Provider, ProviderDown
+from regops_token.rules import (
+    ACTIONS,
+    ANONYMOUS,
+    LDAP,
+    OIDC,
+    Policy,
+    Subject,
+    compile_pattern,
+)
 from regops_token.text import human_bytes, natural_key
 
 HERE = Path(__file__).parent
@@ -96,6 +106,7 @@ class Session:
     seen: float
     credential: str | None = None  # the user's credential generation at login
     kind: str = "user"  # or ldap: a person of the directory, re-read while the session lasts
+    groups: frozenset[str] = frozenset()  # oidc: the provider's groups at the sign-in
 
 
 class Sessions:
@@ -106,10 +117,11 @@ class Sessions:
         self._by_id: dict[str, Session] = {}
         self._lock = threading.Lock()
 
-    def create(self, user: str, credential: str | None = None, kind: str = "user") -> Session:
+    def create(self, user: str, credential: str | None = None, kind: str = "user",
+               groups: frozenset[str] = frozenset()) -> Session:
         now = self.clock()
         session = Session(secrets.token_urlsafe(32), user, secrets.token_urlsafe(32), now, now,
-                          credential, kind)
+                          credential, kind, groups)
         with self._lock:
             if len(self._by_id) >= 10000:  # bounded: the oldest goes
                 self._by_id.pop(next(iter(self._by_id)))
@@ -162,8 +174,11 @@ class Visitor:
 
 class Web:
     def __init__(self, accounts: Accounts, catalog: Catalog, config: WebConfig,
-                 today: Callable[[], date] = date.today) -> None:
+                 today: Callable[[], date] = date.today, oidc: Provider | None = None,
+                 cli: CliSecrets | None = None) -> None:
         self.accounts = accounts
+        self.oidc = oidc  # registry_oidc: sign-in by single sign-on
+        self.cli = cli  # and the CLI secrets of the people who do
         self.catalog = catalog
         self.config = config
         self.today = today
@@ -223,6 +238,10 @@ class Web:
             ("GET", "/access"): self.access,
             ("GET", "/robots"): self.robots,
             ("GET", "/admin"): self.admin,
+            ("GET", "/oidc/login"): self.oidc_start,
+            ("GET", "/oidc/callback"): self.oidc_callback,
+            ("GET", "/cli-secret"): self.cli_secret,
+            ("POST", "/cli-secret"): self.cli_secret_change,
         }
         if (method, path) in routes:
             return routes[(method, path)](request, visitor, "")
@@ -247,6 +266,11 @@ class Web:
         one they logged in with (a new password, `regops users passwd` or a removal
         ends every session of theirs)."""
         session = self.sessions.get(request.cookie(SESSION_COOKIE))
+        if session and session.kind == OIDC:  # as the provider said at the sign-in
+            if self.oidc is not None:
+                return Visitor(Subject(OIDC, session.user, session.groups), session)
+            self.sessions.drop(session.id)
+            return Visitor(Subject(ANONYMOUS), None)
         if session and session.kind == LDAP:  # the directory says who they are now
             person = self.accounts.person(session.user)
             if person is not None:
@@ -276,7 +300,8 @@ class Web:
                    error: str = "", status: int = 200) -> Response:
         token = secrets.token_urlsafe(24)
         response = self._page(visitor, "login.html", status, login_csrf=token, error=error,
-                              next=_local(request.arg("next") or request.field("next")))
+                              next=_local(request.arg("next") or request.field("next")),
+                              sso=self.oidc.config.label if self.oidc else "")
         response.headers.append(("Set-Cookie", _cookie(LOGIN_COOKIE, token, 900)))
         return response
 
@@ -322,6 +347,92 @@ class Web:
         response = _redirect("/repositories/")
         response.headers.append(("Set-Cookie", _cookie(SESSION_COOKIE, "", 0)))
         return response
+
+    # ------------------------------------------------------------------ single sign-on
+
+    def oidc_start(self, request: Request, visitor: Visitor, _: str) -> Response:
+        """Off to the provider, with this sign-in's state, nonce and PKCE verifier in a
+        cookie for the way back."""
+        if self.oidc is None:
+            return self._page(visitor, "error.html", 404, message="No such page.")
+        pending = Pending.new(_local(request.arg("next")), time.time())
+        try:
+            target = self.oidc.authorization_url(pending)
+        except ProviderDown as error:
+            return self._page(visitor, "error.html", 503, message=f"{error}. Try again later.")
+        return Response(303, b"", [
+            ("Location", target), ("Cache-Control", "no-store"),
+            ("Set-Cookie", _cookie(STATE_COOKIE, pending.cookie(), STATE_TTL))])
+
+    def oidc_callback(self, request: Request, visitor: Visitor, _: str) -> Response:
+        """Back from the provider: the state checked, the code exchanged, the ID token
+        verified; then a session of `oidc:NAME` with the provider's groups."""
+        if self.oidc is None:
+            return self._page(visitor, "error.html", 404, message="No such page.")
+        pending = Pending.from_cookie(request.cookie(STATE_COOKIE), time.time())
+        cleared = ("Set-Cookie", _cookie(STATE_COOKIE, "", 0))
+        try:
+            if request.arg("error"):
+                raise OidcError("the provider refused the sign-in: " + guard.clip(
+                    f"{request.arg('error')} {request.arg('error_description')}".strip(), 200))
+            who = self.oidc.finish(request.arg("code"), request.arg("state"), pending)
+            if who.name in self.accounts.policy.users or who.name in self.accounts.policy.robots:
+                raise OidcError(f"the name {who.name!r} belongs to a local account of this "
+                                "registry; the provider's account cannot use it")
+        except ProviderDown as error:
+            self.accounts.audit("login_failed", subject="oidc", client_ip=request.address,
+                                via="web", reason=str(error))
+            response = self._page(visitor, "error.html", 503, message=f"{error}. Try again later.")
+            response.headers.append(cleared)
+            return response
+        except OidcError as error:
+            self.accounts.audit("login_failed", subject="oidc", client_ip=request.address,
+                                via="web", reason=str(error))
+            response = self._page(visitor, "error.html", 401,
+                                  message=f"Single sign-on failed: {error}.")
+            response.headers.append(cleared)
+            return response
+        if visitor.session:
+            self.sessions.drop(visitor.session.id)
+        session = self.sessions.create(who.name, None, OIDC, who.groups)
+        if self.cli is not None:
+            self.cli.signed_in(who.name, who.groups)
+        self.accounts.audit("ui_login", subject=f"{OIDC}:{who.name}", client_ip=request.address,
+                            groups=sorted(who.groups))
+        response = _redirect(pending.next if pending else "")
+        response.headers += [
+            ("Set-Cookie", _cookie(SESSION_COOKIE, session.id, self.config.session_max)),
+            cleared]
+        return response
+
+    def cli_secret(self, request: Request, visitor: Visitor, _: str, secret: str = "",
+                   message: str = "") -> Response:
+        """The signed-in person's CLI secret: when it was made and expires (never the
+        secret itself, which only the page that creates it shows)."""
+        if visitor.subject.kind != OIDC or self.cli is None:
+            if not visitor.user:
+                return _redirect(f"/login?next={quote('/cli-secret')}")
+            return self._page(visitor, "error.html", 404, message=(
+                "CLI secrets are for people who sign in by single sign-on; use your "
+                "password with docker login."))
+        return self._page(visitor, "cli-secret.html", entry=self.cli.get(visitor.subject.name),
+                          secret=secret, message=message, days=self.cli.days)
+
+    def cli_secret_change(self, request: Request, visitor: Visitor, _: str) -> Response:
+        if visitor.subject.kind != OIDC or self.cli is None:
+            return self.cli_secret(request, visitor, "")
+        name, action = visitor.subject.name, request.field("action")
+        if action == "create":
+            secret, entry = self.cli.create(name, visitor.subject.groups)
+            self.accounts.audit("cli_secret_created", subject=visitor.subject.label,
+                                client_ip=request.address, id=entry.id)
+            return self.cli_secret(request, visitor, "", secret=secret)
+        if action == "revoke" and self.cli.revoke(name):
+            self.accounts.audit("cli_secret_revoked", subject=visitor.subject.label,
+                                client_ip=request.address)
+            return self.cli_secret(request, visitor, "", message="Your CLI secret is revoked: "
+                                   "docker logins with it are refused from now on.")
+        return self.cli_secret(request, visitor, "")
 
     # ------------------------------------------------------------------ browsing
 
@@ -628,6 +739,7 @@ class Web:
         policy = self.accounts.policy
         body = self.templates.get_template(template).render(
             me=visitor.user, admin=policy.is_admin(visitor.subject),
+            sso_person=visitor.subject.kind == OIDC,
             csrf=visitor.session.csrf if visitor.session else "",
             registry=self.config.address, **context).encode()
         return Response(status, body, [
@@ -706,6 +818,8 @@ def _when(value: Any) -> str:
         if value.tzinfo is None or value.utcoffset() == UTC.utcoffset(None):
             return value.strftime("%Y-%m-%d %H:%M UTC")
         return value.strftime("%Y-%m-%d %H:%M %Z").strip()
+    if isinstance(value, int) and not isinstance(value, bool):  # seconds since the epoch
+        return _when(datetime.fromtimestamp(value, UTC))
     return "-"
 
 

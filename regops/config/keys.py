@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from regops.config import ldap
+from regops.config import ldap, oidc
 from regops.config.validators import (
     DOCKER_MIN_MEMORY,
     Check,
@@ -89,13 +89,15 @@ def user_list(value: Any) -> str | None:
 
 
 def name_list(value: Any) -> str | None:
-    """User names; with a directory also `ldap:NAME` and `group:ldap:GROUP` (the rules
-    check that registry_ldap is set)."""
+    """User names; with a directory also `ldap:NAME` and `group:ldap:GROUP`, with single
+    sign-on `oidc:NAME` and `group:oidc:GROUP` (the rules check that the key is set)."""
+    external = ("ldap:", "group:ldap:", "oidc:", "group:oidc:")
     if not isinstance(value, (list, tuple)) or not all(
-        isinstance(n, str) and (re.match(ACCOUNT, n) or n.startswith(("ldap:", "group:ldap:")))
+        isinstance(n, str) and (re.match(ACCOUNT, n) or n.startswith(external))
         for n in value
     ):
-        return "must be a list of user names (or ldap:NAME, group:ldap:GROUP)"
+        return ("must be a list of user names (or ldap:NAME, group:ldap:GROUP, oidc:NAME, "
+                "group:oidc:GROUP)")
     return None
 
 
@@ -640,6 +642,19 @@ KEYS: list[Key] = [
         "`REGOPS_LDAP_BIND_PASSWORD`, else `<secrets>/<registry_name>/ldap-bind-password`. "
         "See docs/access.md.",
         ldap.problem,
+    ),
+    Key(
+        "registry_oidc",
+        None,
+        "auth",
+        "An OpenID Connect provider the web pages sign people in with (token auth, "
+        "registry_ui): `{issuer, client_id, ca_file, scopes, username_claim, groups_claim, "
+        "cli_secret_days, label, leeway, timeout}`; rules name its people `oidc:NAME` and "
+        "its groups `group:oidc:GROUP`; docker logs in with a CLI secret from the web pages. "
+        "Client secret: env `REGOPS_OIDC_CLIENT_SECRET`, else "
+        "`<secrets>/<registry_name>/oidc-client-secret`. Redirect URI: "
+        "`https://<registry_address>/oidc/callback`. See docs/access.md.",
+        oidc.problem,
     ),
     Key(
         "registry_auth_rate",

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from regops.config import ldap
+from regops.config import ldap, oidc
 from regops.config.keys import ACCOUNT, DEFAULTS, KEY_NAMES, KEYS, user_list
 from regops.config.validators import image_tag
 from regops.errors import UsageError
@@ -59,6 +59,7 @@ class Settings:
     users: list[User] = field(repr=False)
     s3_credentials: s3.Credentials | None = field(default=None, repr=False)
     ldap_password: str | None = field(default=None, repr=False)  # the directory's bind
+    oidc_secret: str | None = field(default=None, repr=False)  # the OIDC client's secret
     peers: tuple[Peer, ...] = ()  # the other hosts of this registry name (deploys only)
     proxy_password: str | None = field(default=None, repr=False)
 
@@ -98,6 +99,7 @@ class Settings:
             user_names(self.host, self.data["registry_users"]), self.data["registry_groups"],
             self.data["registry_admins"], self.data["registry_access"],
             self.data["registry_robots"], directory=self.data["registry_ldap"] is not None,
+            sso=self.data["registry_oidc"] is not None,
         )
 
     @property
@@ -263,6 +265,7 @@ def _access(d: dict[str, Any]) -> tuple[str, str] | None:
         parse_policy(
             user_names("", d["registry_users"]), d["registry_groups"], d["registry_admins"],
             d["registry_access"], d["registry_robots"], directory=d["registry_ldap"] is not None,
+            sso=d["registry_oidc"] is not None,
         )
     except RuleError as error:
         key, _, problem = str(error).partition(": ")
@@ -303,7 +306,7 @@ def _redis(d: dict[str, Any]) -> tuple[str, str] | None:
 
 
 def local_admins(admins: list[str] | None) -> list[str]:
-    """The admins of registry_users (not `ldap:NAME` or `group:ldap:GROUP`), in order:
+    """The admins of registry_users (not `ldap:NAME`, `oidc:NAME` or their groups), in order:
     the ones the day-2 commands can log in as."""
     return [a for a in admins or [] if ":" not in a]
 
@@ -311,6 +314,13 @@ def local_admins(admins: list[str] | None) -> list[str]:
 def _ldap(d: dict[str, Any]) -> tuple[str, str] | None:
     if d["registry_ldap"] is not None and d["registry_auth"] != "token":
         return "registry_ldap", "needs registry_auth: token (the token service asks the directory)"
+    return None
+
+
+def _oidc(d: dict[str, Any]) -> tuple[str, str] | None:
+    if d["registry_oidc"] is not None and (d["registry_auth"] != "token" or not d["registry_ui"]):
+        return "registry_oidc", ("needs registry_auth: token and registry_ui: true (people sign "
+                                 "in on the web pages)")
     return None
 
 
@@ -332,6 +342,7 @@ RULES: list[Rule] = [
     _redis,
     _cache,
     _ldap,
+    _oidc,
     _tls_files,
 ]
 
@@ -421,6 +432,24 @@ def _resolve_ldap_password(
     return path.read_text(encoding="utf-8").strip()
 
 
+def _resolve_oidc_secret(
+    host: str, d: dict[str, Any], root: Path, environ: Mapping[str, str]
+) -> str | None:
+    """The OIDC client's secret: env, else a 0600 file; never generated (the provider
+    issues it)."""
+    if d["registry_oidc"] is None:
+        return None
+    if environ.get(oidc.SECRET_ENV):
+        return environ[oidc.SECRET_ENV]
+    path = paths.oidc_secret_path(root, d["registry_name"])
+    if not path.is_file() or not path.read_text(encoding="utf-8").strip():
+        raise ConfigError(host, "registry_oidc", (
+            f"needs the client secret of {d['registry_oidc']['client_id']}: set "
+            f"{oidc.SECRET_ENV} or write {path} (mode 0600)"))
+    store.tighten(path)
+    return path.read_text(encoding="utf-8").strip()
+
+
 def _resolve_proxy_password(
     host: str, d: dict[str, Any], root: Path, environ: Mapping[str, str]
 ) -> str | None:
@@ -467,6 +496,7 @@ def load(host: str, data: Mapping[str, Any], environ: Mapping[str, str] | None =
         s3_credentials=_resolve_s3(host, merged, root, environ),
         proxy_password=_resolve_proxy_password(host, merged, root, environ),
         ldap_password=_resolve_ldap_password(host, merged, root, environ),
+        oidc_secret=_resolve_oidc_secret(host, merged, root, environ),
     )
 
 
@@ -480,6 +510,7 @@ REPLICA_KEYS = (
     "registry_groups", "registry_admins", "registry_access", "registry_robots",
     "registry_token_ttl", "registry_delete_enabled", "registry_redis_host",
     "registry_redis_port", "registry_redis_maxmemory_mb", "registry_ldap",
+    "registry_oidc",
 )  # fmt: skip
 
 

@@ -66,6 +66,11 @@ def ldap_password_path(base: str | os.PathLike[str], registry_name: str) -> Path
     return registry_secrets(base, registry_name) / "ldap-bind-password"
 
 
+def oidc_secret_path(base: str | os.PathLike[str], registry_name: str) -> Path:
+    """The OIDC client's secret (registry_oidc): written by the operator."""
+    return registry_secrets(base, registry_name) / "oidc-client-secret"
+
+
 def redis_password_path(base: str | os.PathLike[str], registry_name: str) -> Path:
     """The shared redis's password (generated once per registry name)."""
     return registry_secrets(base, registry_name) / "redis-password"

@@ -58,9 +58,11 @@ class Stack:
 
     def __init__(self, tmp: Path, today: date = date(2026, 1, 1), web: bool = False,
                  log_level: str = "error", ldap: dict[str, Any] | None = None,
-                 access: list[dict[str, Any]] | None = None) -> None:
+                 access: list[dict[str, Any]] | None = None,
+                 oidc: dict[str, Any] | None = None) -> None:
         """`ldap`: the token service's directory section (registry_ldap, as the deploy
-        writes it); `access`: rules after the docs' example ones."""
+        writes it); `oidc`: its single sign-on section (registry_oidc, the same);
+        `access`: rules after the docs' example ones."""
         self.tmp = tmp
         signer = pki.ensure_token_signer(tmp / "pki")
         (tmp / "token-ca.crt").write_bytes(signer.ca_pem)
@@ -70,7 +72,7 @@ class Stack:
         htpasswd(tmp / "robots", {"ci-platform": ROBOT_SECRET, "old-robot": ROBOT_SECRET})
         policy = parse_policy(list(PASSWORDS), groups=EXAMPLE_GROUPS, admins=["alice"],
                               access=[*EXAMPLE_ACCESS, *(access or [])],
-                              directory=ldap is not None, robots={
+                              directory=ldap is not None, sso=oidc is not None, robots={
             "ci-platform": {"repositories": ["platform/**"], "actions": ["pull", "push"],
                             "expires": "2027-06-30"},
             "old-robot": {"repositories": ["platform/**"], "actions": ["pull"],
@@ -84,6 +86,7 @@ class Stack:
             "robots": str(tmp / "robots"), "audit": str(tmp / "audit.log"),
             "policy": policy_to_json(policy),
             "ldap": ldap,
+            "oidc": oidc,
         }
         notifications = ""
         if web:

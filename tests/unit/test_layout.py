@@ -16,7 +16,7 @@ PACKAGES = ("regops", "regops_token", "regops_host")
 # What the token service may import besides the standard library: Debian packages
 # (python3-cryptography, python3-bcrypt, python3-jinja2, python3-ldap3), because hosts install
 # nothing from PyPI.
-TOKEN_THIRD_PARTY = {"cryptography", "bcrypt", "jinja2", "markupsafe", "ldap3"}
+TOKEN_THIRD_PARTY = {"cryptography", "bcrypt", "jinja2", "markupsafe", "ldap3", "jwt"}
 
 # Module names found in more than one package, each with its one meaning. A new
 # name used twice must be added here with what it means in every place, or renamed.
@@ -29,6 +29,7 @@ SHARED_NAMES = {
     "gc": "garbage collection (deploy task, day-2 command, host job)",
     "hosts": "hosts (the CLI group, sandbox hosts)",
     "model": "the data types of its package",
+    "oidc": "single sign-on by OpenID Connect (registry_oidc checked; the token service's client)",
     "seaweedfs": "SeaweedFS storage hosts (what runs where; the deploy task)",
     "tls": "TLS (the host's certificates; the front door's protocols checked)",
     "trust": "clients trusting a registry (deploy file, day-2 command)",

@@ -186,11 +186,12 @@ def test_a_verified_password_skips_bcrypt_until_it_changes(tmp_path, monkeypatch
     assert users.check("alice", "two") is None  # removed: unknown, whatever was remembered
 
 
-def test_the_token_package_needs_only_the_standard_library_and_four_debian_packages():
+def test_the_token_package_needs_only_the_standard_library_and_its_debian_packages():
     """It runs on hosts from plain files with Debian's python3, python3-cryptography,
-    python3-bcrypt, python3-jinja2 (the web pages) and, with registry_ldap,
-    python3-ldap3 (only `directory` imports it): nothing from the toolkit."""
-    allowed = {"cryptography", "bcrypt", "jinja2", "regops_token", "ldap3"}
+    python3-bcrypt, python3-jinja2 (the web pages), with registry_ldap python3-ldap3
+    (only `directory` imports it) and with registry_oidc python3-jwt (only `oidc`):
+    nothing from the toolkit."""
+    allowed = {"cryptography", "bcrypt", "jinja2", "regops_token", "ldap3", "jwt"}
     package = Path(__file__).resolve().parents[2] / "regops_token"
     import sys
 
@@ -202,6 +203,7 @@ def test_the_token_package_needs_only_the_standard_library_and_four_debian_packa
                 top = name.split(".")[0]
                 assert top in allowed or top in sys.stdlib_module_names, (path.name, name)
                 assert top != "ldap3" or path.name == "directory.py", (path.name, name)
+                assert top != "jwt" or path.name == "oidc.py", (path.name, name)
 
 
 def test_people_of_the_directory_get_rights_through_their_directory_groups():

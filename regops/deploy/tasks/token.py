@@ -27,7 +27,7 @@ from pyinfra.operations import apt, files, systemd
 
 import regops_token
 from regops import hostpaths
-from regops.config import ldap
+from regops.config import ldap, oidc
 from regops.config.settings import Settings
 from regops.deploy import render
 from regops.deploy import units as unit
@@ -41,10 +41,12 @@ expect_at_prepare(File, path=hostpaths.TOKEN_UNIT)  # retire() asks
 
 PACKAGES = ["python3", "python3-cryptography", "python3-bcrypt", "python3-jinja2"]
 LDAP_PACKAGES = ["python3-ldap3"]  # with registry_ldap: the directory client (pure Python)
+OIDC_PACKAGES = ["python3-jwt"]  # with registry_oidc: the ID tokens' checks (PyJWT)
 
 
 def packages(s: Settings) -> list[str]:
-    return PACKAGES + (LDAP_PACKAGES if s["registry_ldap"] is not None else [])
+    return (PACKAGES + (LDAP_PACKAGES if s["registry_ldap"] is not None else [])
+            + (OIDC_PACKAGES if s["registry_oidc"] is not None else []))
 ISSUER = "regops-token"
 
 
@@ -73,6 +75,17 @@ def ldap_config(s: Settings) -> dict[str, Any] | None:
     return ldap.token_config(value, ca, hostpaths.TOKEN_LDAP_PASSWORD)
 
 
+def oidc_config(s: Settings) -> dict[str, Any] | None:
+    """The provider, as the token service reads it (host paths of its CA, the client
+    secret and the CLI secrets' store)."""
+    value = s["registry_oidc"]
+    if value is None:
+        return None
+    ca = hostpaths.TOKEN_OIDC_CA if value.get("ca_file") else None
+    return oidc.token_config(value, s.registry_address, ca, hostpaths.TOKEN_OIDC_SECRET,
+                             hostpaths.TOKEN_CLI_SECRETS)
+
+
 def token_config(s: Settings) -> str:
     return json.dumps(
         {
@@ -94,6 +107,7 @@ def token_config(s: Settings) -> str:
             # A pull-through cache: the registry refuses writes too, but later and less clearly.
             "read_only": s.cache,
             "ldap": ldap_config(s),
+            "oidc": oidc_config(s),
         },
         indent=2,
         sort_keys=True,
@@ -121,8 +135,21 @@ def token_unit(s: Settings) -> unit.Unit:
             unit.Input(hostpaths.TOKEN_KEY, key.key_pem, mode="0640",
                        gid=s["registry_token_uid"], secret=True),
             *ldap_inputs(s),
+            *oidc_inputs(s),
         ),
     )
+
+
+def oidc_inputs(s: Settings) -> tuple[unit.Input, ...]:
+    """The provider's CA and the client secret, read at start like the key."""
+    value = s["registry_oidc"]
+    if value is None or s.oidc_secret is None:
+        return ()
+    found = [unit.Input(hostpaths.TOKEN_OIDC_SECRET, (s.oidc_secret + "\n").encode(),
+                        mode="0640", gid=s["registry_token_uid"], secret=True)]
+    if value.get("ca_file"):
+        found.append(unit.Input(hostpaths.TOKEN_OIDC_CA, Path(value["ca_file"]).read_bytes()))
+    return tuple(found)
 
 
 def ldap_inputs(s: Settings) -> tuple[unit.Input, ...]:
