@@ -19,6 +19,7 @@ os.environ.setdefault("PYINFRA_FAKE_DELAY_JITTER", "0")
 # its own is a unit run beside the others in whichever worker is free.
 OWN_SANDBOX = {
     "test_56_ha.py": "ha",
+    "test_58_identity.py": "identity",
     "test_95_fresh_machine.py": "fresh-machine",
     "test_45_migration.py": "migration",
     "test_80_sudo.py": "sudo",
@@ -30,7 +31,8 @@ PAIR = "pair"
 # (None) come right after the two longest units: a worker takes two units at its start,
 # and the second one waits for the first, so behind the pair and the HA hosts go short
 # no-host files, not a unit that would then wait for the pair to end.
-ORDER = [PAIR, "ha", None, "fresh-machine", "migration", "sudo", "vagrant", "sandbox-cli"]
+ORDER = [PAIR, "ha", None, "fresh-machine", "identity", "migration", "sudo", "vagrant",
+         "sandbox-cli"]
 
 
 def unit_of_work(nodeid: str) -> str:

@@ -38,22 +38,28 @@ def access() -> None:
 @inventory_option
 @click.option("--host", "host_name", metavar="NAME",
               help="Inventory host whose rules to use [default: the first].")
-@click.option("--ldap-group", "ldap_groups", multiple=True, metavar="GROUP",
-              help="With WHO ldap:NAME: a directory group they are in (repeatable).")
+@click.option("--group", "--ldap-group", "groups", multiple=True, metavar="GROUP",
+              help="With WHO ldap:NAME or oidc:NAME: a group the directory or the "
+                   "provider puts them in (repeatable).")
 @json_option
 def explain(who: str, repository: str, inventory: str, host_name: str | None,
-            ldap_groups: tuple[str, ...], as_json: bool) -> None:
-    """What WHO (a user, a robot, `ldap:NAME` for a person of the directory, or
-    `anonymous`) may do to REPOSITORY, and which rules say so. Contacts no host (nor
-    the directory: say their groups with --ldap-group)."""
+            groups: tuple[str, ...], as_json: bool) -> None:
+    """What WHO (a user, a robot, `ldap:NAME` for a person of the directory,
+    `oidc:NAME` for one of single sign-on, or `anonymous`) may do to REPOSITORY, and
+    which rules say so. Contacts no host (nor the directory or the provider: say
+    their groups with --group)."""
     s = pick_host(inventory, host_name).settings_without_secrets()
     policy = s.policy
-    if ldap_groups and not who.startswith("ldap:"):
-        raise UsageError("--ldap-group is for a person of the directory (WHO ldap:NAME)")
-    if who.startswith("ldap:"):
-        if not policy.directory:
-            raise UsageError(f"{s.host}: registry_ldap is not set, so there is no {who!r}")
-        subject = Subject(LDAP, who.removeprefix("ldap:"), frozenset(ldap_groups))
+    kind = who.partition(":")[0] if who.startswith(("ldap:", "oidc:")) else None
+    if groups and kind is None:
+        raise UsageError("--group is for a person of the directory or of single sign-on "
+                         "(WHO ldap:NAME or oidc:NAME)")
+    if kind is not None:
+        enabled, key = ((policy.directory, "registry_ldap") if kind == LDAP
+                        else (policy.sso, "registry_oidc"))
+        if not enabled:
+            raise UsageError(f"{s.host}: {key} is not set, so there is no {who!r}")
+        subject = Subject(kind, who.partition(":")[2], frozenset(groups))
     elif who == "anonymous":
         subject = Subject("anonymous")
     elif who in policy.users:

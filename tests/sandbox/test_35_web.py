@@ -9,20 +9,16 @@ carol/**, anonymous may pull public/**.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import shutil
-import socket
 import ssl
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from regops.registry import images
+from tests.support.browser import CHROMIUM_ARGS, spki_pin
 from tests.support.sandbox import ROOT, client, password
 
 pytestmark = pytest.mark.sandbox
@@ -31,24 +27,8 @@ SHOTS = ROOT / "docs" / "screenshots"
 REPO = "platform/web/svc/api"
 LABEL = '<script>document.title="owned"</script>'
 # Chromium as the machine's probe found it works here: no network of its own.
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync"]
-
-
 def _spki_pin(h: dict) -> str:
-    """The base64 SHA-256 of the host's certificate key, after verifying the
-    certificate against the registry's CA: chromium accepts exactly that key
-    (as a person who ran `regops trust` on their machine would)."""
-    context = ssl.create_default_context(cafile=h["ca_path"])
-    context.check_hostname = False
-    with socket.create_connection(("127.0.0.1", h["registry_published_port"]), 10) as raw, \
-            context.wrap_socket(raw) as tls:
-        der = tls.getpeercert(binary_form=True)
-    assert der
-    key = x509.load_der_x509_certificate(der).public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    return base64.b64encode(hashlib.sha256(key).digest()).decode()
+    return spki_pin("127.0.0.1", h["registry_published_port"], h["ca_path"])
 
 
 @pytest.fixture(scope="module")

@@ -91,3 +91,18 @@ def test_robots_list_shows_expiry_and_state(tmp_path):
     assert states["soon"]["state"] == "expires soon" and states["soon"]["days_left"] == 10
     code, out, _ = run("robots", "list", "-i", str(inv))
     assert "old" in out and "2020-01-01" in out and "expired" in out
+
+
+def test_explain_answers_for_people_of_single_sign_on_with_the_groups_given(tmp_path):
+    sso = {"issuer": "https://sso.example.com", "client_id": "registry"}
+    rule = {"repositories": ["sso/**"], "who": ["group:oidc:platform-team"],
+            "actions": ["pull", "push"]}
+    inv = str(inventory(tmp_path, registry_oidc=sso,
+                        registry_access=[*EXAMPLE_ACCESS, rule]))
+    code, out, _ = run("access", "explain", "oidc:erin", "sso/app", "-i", inv,
+                       "--group", "platform-team")
+    assert code == 0 and out.splitlines()[0] == "oidc:erin on sso/app: pull, push"
+    code, out, _ = run("access", "explain", "oidc:erin", "sso/app", "-i", inv)
+    assert "push" not in out.splitlines()[0]  # without the group, no push
+    code, _, err = run("access", "explain", "oidc:erin", "x", "-i", str(inventory(tmp_path)))
+    assert code == 2 and "registry_oidc is not set" in err
