@@ -108,6 +108,11 @@ class CliSecrets:
             entry = self._entries.get(name)
         return entry if entry is not None and entry.expires > self.clock() else None
 
+    def entries(self) -> list[tuple[str, Entry]]:
+        """Every person's secret, expired ones too, by name (for the admin page)."""
+        with self._lock:
+            return sorted(self._entries.items())
+
     def knows(self, name: str) -> bool:
         with self._lock:
             return name in self._entries

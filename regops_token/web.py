@@ -419,6 +419,14 @@ class Web:
                           secret=secret, message=message, days=self.cli.days)
 
     def cli_secret_change(self, request: Request, visitor: Visitor, _: str) -> Response:
+        """Create, replace or revoke one's own CLI secret; an admin also revokes anyone's
+        (a person who left keeps no docker password until it would expire)."""
+        owner = request.field("name")
+        if owner and self.cli is not None and self.accounts.policy.is_admin(visitor.subject):
+            if self.cli.revoke(owner):
+                self.accounts.audit("cli_secret_revoked", subject=visitor.subject.label,
+                                    client_ip=request.address, owner=f"{OIDC}:{owner}")
+            return _redirect("/admin#cli-secrets")
         if visitor.subject.kind != OIDC or self.cli is None:
             return self.cli_secret(request, visitor, "")
         name, action = visitor.subject.name, request.field("action")
@@ -704,7 +712,9 @@ class Web:
         return self._page(visitor, "admin.html", records=records, kind=kind, who=who or "",
                           repository=repository or "", last=last, gc=read_gc_record(
                               self.config.gc_state), next_gc=self._next_gc(), usage=usage,
-                          total=total, indexed_at=self.catalog.indexed_at)
+                          total=total, indexed_at=self.catalog.indexed_at,
+                          cli_secrets=self.cli.entries() if self.cli is not None else None,
+                          now=int(time.time()))
 
     # ------------------------------------------------------------------ helpers
 

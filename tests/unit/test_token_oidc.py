@@ -187,3 +187,25 @@ def test_a_local_name_cannot_be_taken_by_the_provider(stack, provider, tmp_path:
         assert status == 401 and "local account" in page
     finally:
         provider.remove_account("alice")
+
+
+def test_an_admin_revokes_the_cli_secret_of_a_person_who_left(stack, provider):
+    erin = sign_in(stack, provider, "erin")
+    secret = _secret_on(_cli_secret(erin)[1])
+    nobody = WebClient(stack.token_port)
+    nobody.login("bob")  # not an admin
+    refused = nobody.request("POST", "/cli-secret", {"csrf": nobody.csrf("/access"),
+                                                     "name": "erin"},
+                             headers={"Origin": f"https://{nobody.host}"})
+    assert refused[0] != 303
+    assert stack.token("repository:platform/x:pull", user="erin", password=secret)[0] == 200
+    admin = WebClient(stack.token_port)
+    assert admin.login("alice") == 303
+    page = admin.get("/admin")[1]
+    assert "oidc:erin" in page and secret not in page
+    status, headers, _ = admin.request("POST", "/cli-secret", {
+        "csrf": admin.csrf("/admin"), "name": "erin"}, headers={"Origin": f"https://{admin.host}"})
+    assert (status, headers["location"]) == (303, "/admin#cli-secrets")
+    assert stack.token("repository:platform/x:pull", user="erin", password=secret)[0] == 401
+    revoked = [e for e in _audit(stack) if e["event"] == "cli_secret_revoked"][-1]
+    assert revoked["subject"] == "user:alice" and revoked["owner"] == "oidc:erin"
