@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from regops.config import ldap
 from regops.config.settings import Settings, cli_users, user_names
 from regops.deploy import USERS_DEPLOY
 from regops.errors import RegopsError, UsageError
@@ -51,6 +52,22 @@ def user_rows(registry: str, declared: Sequence[str], stored: Iterable[str],
         })
     return rows
 
+
+def external_rows(registry: str, data: dict[str, Any]) -> list[dict[str, Any]]:
+    """A row for each system that vouches for more people (registry_ldap, registry_oidc):
+    they are not listed one by one here, the directory or the provider knows them."""
+    rows = []
+    if data.get("registry_ldap"):
+        urls = " ".join(ldap.urls(data["registry_ldap"]))
+        rows.append({"registry": registry, "user": "ldap:*", "declared_in": f"directory {urls}",
+                     "password": "the directory", "password_file": None})
+    if data.get("registry_oidc"):
+        rows.append({"registry": registry, "user": "oidc:*",
+                     "declared_in": f"provider {data['registry_oidc']['issuer']}",
+                     "password": "CLI secret (web pages)", "password_file": None})
+    return rows
+
+
 @dataclass
 class Registry:
     """The hosts that serve one registry name from one secrets directory."""
@@ -60,6 +77,7 @@ class Registry:
     min_length: int
     declared: list[str]
     hosts: list[InventoryHost]
+    data: dict[str, Any]  # the first host's checked data
 
     def password_file(self, user: str) -> Path:
         return paths.password_path(self.root, self.name, user)
@@ -79,7 +97,7 @@ def registries(hosts: Sequence[InventoryHost]) -> list[Registry]:
         key = (root, d["registry_name"])
         if key not in found:
             found[key] = Registry(d["registry_name"], root, d["registry_password_min_length"],
-                                  user_names(h.name, d["registry_users"]), [])
+                                  user_names(h.name, d["registry_users"]), [], d)
         found[key].hosts.append(h)
     return list(found.values())
 
@@ -90,6 +108,7 @@ def list_users(hosts: Sequence[InventoryHost],
     rows: list[dict[str, Any]] = []
     for reg in registries(hosts):
         rows += user_rows(reg.name, reg.declared, reg.stored, env, reg.password_file)
+        rows += external_rows(reg.name, reg.data)
     return rows
 
 

@@ -299,6 +299,17 @@ def test_user_rows_say_where_users_and_passwords_come_from(tmp_path):
     assert rows[1]["password_file"] is None and rows[2]["password_file"] == str(tmp_path / "bot")
 
 
+def test_people_of_a_directory_or_a_provider_are_one_row_naming_where_they_come_from():
+    data = {"registry_ldap": {"urls": ["ldaps://a.example", "ldaps://b.example"]},
+            "registry_oidc": {"issuer": "https://sso.example"}}
+    rows = users.external_rows("reg", data)
+    assert [(r["user"], r["declared_in"], r["password"]) for r in rows] == [
+        ("ldap:*", "directory ldaps://a.example ldaps://b.example", "the directory"),
+        ("oidc:*", "provider https://sso.example", "CLI secret (web pages)"),
+    ]
+    assert users.external_rows("reg", {"registry_ldap": None, "registry_oidc": None}) == []
+
+
 def _registry_inventory(tmp_path: Path, secrets_dir: Path, **data) -> Path:
     hosts = [("reg1", {"registry_name": "reg.example.com",
                        "registry_secrets_dir": str(secrets_dir), **data})]
