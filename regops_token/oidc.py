@@ -4,7 +4,10 @@ The authorization code flow with PKCE (S256), `state` and `nonce`: what a browse
 carry between leaving for the provider and coming back (state, nonce, the PKCE
 verifier, where to go next) travels in a short-lived HttpOnly cookie, so any replica
 of the registry can finish a sign-in another one started, and a `state` is accepted
-once per service. The ID token is checked with PyJWT (Debian's python3-jwt): its
+once per service. The cookie carries an HMAC keyed with the client secret (which every
+replica has), so only a sign-in this registry started makes it ask the provider.
+
+The ID token is checked with PyJWT (Debian's python3-jwt): its
 signature against the provider's published keys (fetched, cached, fetched again
 for an unknown key id at most once a minute), the algorithm from an allow-list
 (never `none` nor a shared-secret one), `iss`, `aud` (and `azp` when several),
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import json
 import secrets
 import ssl
@@ -113,18 +117,23 @@ class Pending:
         return cls(secrets.token_urlsafe(32), secrets.token_urlsafe(32),
                    secrets.token_urlsafe(48), next_path, int(now) + STATE_TTL)
 
-    def cookie(self) -> str:
+    def cookie(self, key: bytes) -> str:
         doc = {"s": self.state, "n": self.nonce, "v": self.verifier, "x": self.next,
                "e": self.expires}
-        return b64url(json.dumps(doc, separators=(",", ":")).encode())
+        body = b64url(json.dumps(doc, separators=(",", ":")).encode())
+        return f"{body}.{_mac(key, body)}"
 
     @classmethod
-    def from_cookie(cls, value: str, now: float) -> Pending | None:
-        """The pending sign-in, or None when there is none, it is malformed or expired."""
+    def from_cookie(cls, value: str, now: float, key: bytes) -> Pending | None:
+        """The pending sign-in, or None when there is none, it is malformed, not made
+        with `key` or expired."""
         if not value or len(value) > 2048:
             return None
+        body, _, mac = value.partition(".")
+        if not hmac.compare_digest(mac.encode(), _mac(key, body).encode()):
+            return None
         try:
-            doc = json.loads(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)))
+            doc = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
             found = cls(str(doc["s"]), str(doc["n"]), str(doc["v"]), str(doc["x"]),
                         int(doc["e"]))
         except (ValueError, KeyError, TypeError):
@@ -180,6 +189,12 @@ class Provider:
     _keys_at: float = field(default=-1e18, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
     used: UsedStates = field(default_factory=UsedStates, init=False, repr=False)
+
+    @property
+    def cookie_key(self) -> bytes:
+        """What the state cookie's HMAC is keyed with: the client secret, which every
+        replica of the registry has."""
+        return self.client_secret.encode()
 
     # ------------------------------------------------------------------ transport
 
@@ -364,6 +379,10 @@ class Provider:
             raise OidcError("the provider sent no code")
         tokens = self.exchange(code, pending)
         return self.identity(self.verify(tokens["id_token"], pending.nonce))
+
+
+def _mac(key: bytes, body: str) -> str:
+    return b64url(hmac.new(key, b"regops-oidc-state\0" + body.encode(), hashlib.sha256).digest())
 
 
 def _error_text(body: str) -> str:

@@ -362,14 +362,16 @@ class Web:
             return self._page(visitor, "error.html", 503, message=f"{error}. Try again later.")
         return Response(303, b"", [
             ("Location", target), ("Cache-Control", "no-store"),
-            ("Set-Cookie", _cookie(STATE_COOKIE, pending.cookie(), STATE_TTL))])
+            ("Set-Cookie", _cookie(STATE_COOKIE, pending.cookie(self.oidc.cookie_key),
+                                   STATE_TTL))])
 
     def oidc_callback(self, request: Request, visitor: Visitor, _: str) -> Response:
         """Back from the provider: the state checked, the code exchanged, the ID token
         verified; then a session of `oidc:NAME` with the provider's groups."""
         if self.oidc is None:
             return self._page(visitor, "error.html", 404, message="No such page.")
-        pending = Pending.from_cookie(request.cookie(STATE_COOKIE), time.time())
+        pending = Pending.from_cookie(request.cookie(STATE_COOKIE), time.time(),
+                                      self.oidc.cookie_key)
         cleared = ("Set-Cookie", _cookie(STATE_COOKIE, "", 0))
         try:
             if request.arg("error"):

@@ -345,6 +345,9 @@ def _logs(ha: dict) -> str:
     message: what the clients saw is a status code, the cause is here."""
     commands = {name: "docker logs --since 5m registry 2>&1 | grep -E '\" 5[0-9][0-9] |"
                       "level.:.error' | grep -v 'unknown' | tail -n 15" for name in ("sb2", "sb3")}
+    commands |= {f"{name} front door": "grep -h '\" 50[0-9] ' /var/log/nginx/regops.access.log"
+                 " | tail -n 15; tail -n 15 /var/log/nginx/regops.error.log"
+                 for name in ("sb2", "sb3")}
     commands |= {part: "journalctl -u 'regops-seaweedfs@*' -u etcd --since -5min -p warning "
                        "-n 30 --no-pager" for part in STORAGE}
     out = []
@@ -397,7 +400,10 @@ def test_cluster_gc_under_load_loses_nothing_and_frees_the_bucket(ha):
     _report("gc", {"readonly_window_s": window, "pushes_refused": result.refused,
                    "acknowledged": len(result.acknowledged), "pulls": result.pulls})
     assert all(e["result"] in ("ok", "held") for e in entries.values()), entries
-    assert_gc_load_lost_nothing(result, seeder, seeds)
+    try:
+        assert_gc_load_lost_nothing(result, seeder, seeds)
+    except AssertionError as failed:  # the clients saw a status; the front doors say why
+        raise AssertionError(f"{failed}\n{result.pull_failures[:5]}\n{_logs(ha)}") from None
     blobs = s3.usage(bucket, creds, "docker/registry/v2/blobs")
     assert blobs[0] > 0
     for replica in ("sb2", "sb3"):  # writable again: the front door sends to the registry

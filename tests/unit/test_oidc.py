@@ -162,9 +162,22 @@ def test_the_callback_refuses_a_foreign_a_replayed_or_an_expired_state(fake):
     assert provider.finish("code", pending.state, pending).name == "erin"
     with pytest.raises(oidc.OidcError, match="used already"):
         provider.finish("code", pending.state, pending)
-    assert oidc.Pending.from_cookie(pending.cookie(), pending.expires + 1) is None
-    assert oidc.Pending.from_cookie(pending.cookie(), time.time()) == pending
-    assert oidc.Pending.from_cookie("bm90IGpzb24", time.time()) is None
+    key = provider.cookie_key
+    assert oidc.Pending.from_cookie(pending.cookie(key), pending.expires + 1, key) is None
+    assert oidc.Pending.from_cookie(pending.cookie(key), time.time(), key) == pending
+    assert oidc.Pending.from_cookie("bm90IGpzb24", time.time(), key) is None
+
+
+def test_a_state_cookie_not_made_with_the_client_secret_is_no_sign_in():
+    """A cookie an attacker wrote (their own state, nonce and verifier) does not make
+    the service exchange a code at the provider."""
+    pending = oidc.Pending.new("/", time.time())
+    forged = pending.cookie(b"another key")
+    assert oidc.Pending.from_cookie(forged, time.time(), b"s3cret") is None
+    body, _, mac = pending.cookie(b"s3cret").partition(".")
+    other = oidc.Pending("x", pending.nonce, pending.verifier, "/", pending.expires)
+    assert oidc.Pending.from_cookie(f"{other.cookie(b'k').partition('.')[0]}.{mac}",
+                                    time.time(), b"s3cret") is None
 
 
 @pytest.mark.parametrize("name", ["", "a:b", "*", "a b", "x/y", "a" * 256, "nul\0"])
