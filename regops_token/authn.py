@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from regops_token import guard, jws
 from regops_token.audit import Audit
+from regops_token.clisecrets import PREFIX as CLI_PREFIX
 from regops_token.clisecrets import CliSecrets
 from regops_token.config import Config
 from regops_token.rules import LDAP, OIDC, Subject
@@ -343,7 +344,9 @@ class Authn:
             kind, source = "user", self.users
         elif robots and name in self.robots.entries():
             kind, source = "robot", self.robots
-        elif self.cli is not None and self.cli.knows(name):
+        elif self.cli is not None and self.cli.knows(name) and (
+                self.directory is None or password.startswith(CLI_PREFIX)):
+            # (someone in the directory too still logs in with their directory password)
             return self._check_cli_secret(name, password, address, mark)
         elif self.directory is not None:
             return self._check_directory(name, password, address, mark)

@@ -204,3 +204,33 @@ def test_cli_secrets_are_stored_as_hashes_rotate_revoke_and_expire(tmp_path: Pat
     now[0] += 90 * 86400 + 1
     assert reread.check("erin", second) is None
     assert reread.revoke("erin") and not reread.knows("erin")
+
+
+def test_someone_in_the_directory_and_in_single_sign_on_logs_in_with_either(tmp_path):
+    """A CLI secret for a name the directory also knows does not lock the directory
+    password out: a password that is not a CLI secret goes to the directory."""
+    from regops_token.audit import Audit
+    from regops_token.authn import Authn
+    from regops_token.config import Config
+    from regops_token.rules import LDAP, OIDC, parse_policy
+
+    (tmp_path / "users").write_text("")
+    (tmp_path / "robots").write_text("")
+    config = Config(service="s", issuer="t", ttl=300, refresh_days=90, listen="",
+                    notify_listen=None, notify_secret_file=None, key="", chain="",
+                    users=str(tmp_path / "users"), robots=str(tmp_path / "robots"),
+                    audit=str(tmp_path / "audit.log"), policy=parse_policy([]),
+                    oidc={"cli_secrets": str(tmp_path / "cli.json"), "cli_secret_days": 9})
+    authn = Authn(config, Audit(config.audit))
+
+    class Directory:  # what Authn asks of regops_token.directory.Directory
+        def login(self, name, password):
+            person = type("Person", (), {"name": name, "groups": ["ops"]})
+            return person if password == "directory-password" else None
+
+    authn.directory = Directory()
+    assert authn.cli is not None
+    secret, _ = authn.cli.create("dana", frozenset({"platform-team"}))
+    assert authn.authenticate("dana", secret, "10.0.0.1")[0].kind == OIDC
+    assert authn.authenticate("dana", "directory-password", "10.0.0.2")[0].kind == LDAP
+    assert authn.authenticate("dana", secret + "x", "10.0.0.3")[0] is None

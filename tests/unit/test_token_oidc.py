@@ -209,3 +209,16 @@ def test_an_admin_revokes_the_cli_secret_of_a_person_who_left(stack, provider):
     assert stack.token("repository:platform/x:pull", user="erin", password=secret)[0] == 401
     revoked = [e for e in _audit(stack) if e["event"] == "cli_secret_revoked"][-1]
     assert revoked["subject"] == "user:alice" and revoked["owner"] == "oidc:erin"
+
+
+def test_docker_refresh_tokens_end_with_the_cli_secret_they_came_from(stack, provider):
+    web = sign_in(stack, provider, "erin")
+    secret = _secret_on(_cli_secret(web)[1])
+    status, doc = stack.token(user="erin", password=secret,
+                              extra="&offline_token=true&client_id=docker")
+    assert status == 200 and doc["refresh_token"]
+    assert stack.post_token(grant_type="refresh_token",
+                            refresh_token=doc["refresh_token"])[0] == 200
+    _cli_secret(web)  # replaced
+    assert stack.post_token(grant_type="refresh_token",
+                            refresh_token=doc["refresh_token"])[0] == 401
