@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
-import statistics
 import threading
 import time
 from collections.abc import Iterator
@@ -168,11 +167,40 @@ def _authn(tmp: Path, cost: int = 4) -> Authn:
     return Authn(config, Audit(config.audit))
 
 
-def test_parallel_wrong_logins_wait_their_turn_and_the_rest_are_turned_away(tmp_path):
+class _Bcrypts:
+    """Every bcrypt the token service runs, with its cost, and how many ran at once:
+    what a login costs, counted instead of timed (timings flake on a shared machine)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        import regops_token.authn as authn_module
+
+        self.costs: list[int | None] = []
+        self.running = self.most = 0
+        self._lock = threading.Lock()
+        real = authn_module.checkpw
+
+        def counted(password: str, digest: bytes) -> bool:
+            with self._lock:
+                self.costs.append(authn_module._cost(digest))
+                self.running += 1
+                self.most = max(self.most, self.running)
+            try:
+                time.sleep(0.05)  # widen the window two overlapping checks would share
+                return real(password, digest)
+            finally:
+                with self._lock:
+                    self.running -= 1
+
+        monkeypatch.setattr(authn_module, "checkpw", counted)
+
+
+def test_parallel_wrong_logins_wait_their_turn_and_the_rest_are_turned_away(tmp_path,
+                                                                           monkeypatch):
     """12 different guesses at once from one address: they are checked one after
     another, the throttle's free three get a verdict, every other is turned away at
-    once (Busy: 429 with Retry-After), no worker sleeps, and it is over quickly."""
+    once (Busy: 429 with Retry-After) without a bcrypt, and no worker sleeps."""
     authn = _authn(tmp_path, cost=10)
+    bcrypts = _Bcrypts(monkeypatch)
     results: list[tuple[str, float]] = []
     lock = threading.Lock()
     together = threading.Barrier(12)
@@ -198,11 +226,9 @@ def test_parallel_wrong_logins_wait_their_turn_and_the_rest_are_turned_away(tmp_
     busy = [outcome for outcome, _ in results if outcome.startswith("busy")]
     assert len(results) == 12 and len(refused) == authn.throttle.free
     assert len(busy) == 12 - authn.throttle.free and all(b != "busy 0" for b in busy)
-    # One after another: each verdict came a bcrypt after the one before.
-    gaps = [b - a for a, b in zip(refused, refused[1:], strict=False)]
-    one_bcrypt = _timed(lambda: bcrypt.checkpw(b"x", bcrypt.hashpw(b"y", bcrypt.gensalt(10))))
-    assert min(gaps) > 0.3 * one_bcrypt, (gaps, one_bcrypt)
-    assert total < 12 * one_bcrypt  # bounded: the turned-away cost nothing
+    # One after another, and the turned-away cost nothing: one bcrypt per verdict.
+    assert bcrypts.most == 1 and bcrypts.costs == [10] * authn.throttle.free
+    assert total < 30
     assert authn.throttle.count("alice", "203.0.113.9") == authn.throttle.free
     assert authn.throttle.wait("alice", "203.0.113.9") > 0  # the next one is told to wait
 
@@ -286,23 +312,16 @@ def _timed(fn) -> float:
     return time.perf_counter() - started
 
 
-def test_unknown_names_users_and_robots_take_the_same_time(tmp_path):
-    """Each attempt costs one bcrypt at the users' cost, whoever the name is; measured
-    as distributions (interleaved, medians), not one timing."""
+def test_unknown_names_users_and_robots_take_the_same_time(tmp_path, monkeypatch):
+    """Each attempt costs one bcrypt at the users' cost, whoever the name is (an unknown
+    name against the dummy hash): counted, so a name's existence does not show in the
+    time a wrong password takes."""
     authn = _authn(tmp_path, cost=10)
-    authn.authenticate("warm-up", "x", "10.8.0.1")  # the dummy hash is made once
-    classes = {"unknown": "nobody-here", "user": "alice", "robot": "ci-bot"}
-    samples: dict[str, list[float]] = {k: [] for k in classes}
-    for n in range(11):
-        for kind, name in classes.items():
-            address = f"10.9.{n}.{len(samples[kind])}"  # never throttled
-            samples[kind].append(_timed(
-                lambda name=name, address=address: authn.authenticate(
-                    name, "a-wrong-password", address)))
-    medians = {k: statistics.median(v) for k, v in samples.items()}
-    base = medians["user"]
-    for kind, median in medians.items():
-        assert 0.65 < median / base < 1.55, (kind, medians)  # two bcrypts would be 2x
+    bcrypts = _Bcrypts(monkeypatch)
+    for n, name in enumerate(("nobody-here", "alice", "ci-bot")):
+        before = len(bcrypts.costs)
+        authn.authenticate(name, "a-wrong-password", f"10.9.0.{n}")
+        assert bcrypts.costs[before:] == [10], name
 
 
 # --------------------------------------------------------------------------- listeners
@@ -444,11 +463,11 @@ def test_the_generation_changes_the_hash_and_generation_zero_keeps_the_old_one()
     ("**/**/**/**/x", "/".join(["a"] * 128)),
     ("*/**/*-*-*/**", "/".join(["-" * 3] * 64)),
 ])
-def test_a_worst_case_name_matches_in_milliseconds(pattern, name):
+def test_a_worst_case_name_matches_in_a_few_milliseconds(pattern, name):
     compiled = compile_pattern(pattern)
     assert compiled is not None
     best = min(_timed(lambda: compiled.match(name)) for _ in range(5))
-    assert best < 0.005, f"{pattern}: {best * 1000:.1f} ms"
+    assert best < 0.05, f"{pattern}: {best * 1000:.1f} ms"  # backtracking: seconds
 
 
 @pytest.mark.parametrize(("outer", "inner", "inside"), [
