@@ -7,6 +7,7 @@ without a host (the tests inject one that records the calls).
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import subprocess
@@ -43,6 +44,15 @@ def run(argv: Sequence[str]) -> Result:
     return Result(done.returncode, done.stdout)
 
 
+def emit(line: str, out: TextIO | None = None) -> None:
+    """A line on stdout (or `out`); nothing when it is closed. A `regops gc` whose ssh
+    session died leaves the job's stdout a broken pipe, and the job must still switch
+    the registry back to writable, not die of its own log line."""
+    # ValueError: stdout already closed
+    with contextlib.suppress(BrokenPipeError, OSError, ValueError):
+        print(line, file=out or sys.stdout, flush=True)
+
+
 def utc_now(clock: Callable[[], float] = time.time) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(clock()))
 
@@ -59,8 +69,7 @@ class Log:
         self.clock = clock
 
     def __call__(self, message: str) -> None:
-        out = self.out or sys.stdout
-        print(f"{utc_now(self.clock)} {self.tag}: {message}", file=out, flush=True)
+        emit(f"{utc_now(self.clock)} {self.tag}: {message}", self.out)
         if self.to_syslog:
             try:
                 syslog.openlog(self.tag)
@@ -146,7 +155,7 @@ class Switch:
         answer = self.run(argv)
         for line in answer.stdout.splitlines():  # the control scripts' own log lines
             if line.strip():
-                print(line, flush=True)
+                emit(line)
         return answer.ok
 
     def to_readonly(self) -> str | None:

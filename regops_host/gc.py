@@ -39,7 +39,17 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from regops_host.control import Lock, Log, Result, Runner, Switch, run, running, utc_now
+from regops_host.control import (
+    Lock,
+    Log,
+    Result,
+    Runner,
+    Switch,
+    emit,
+    run,
+    running,
+    utc_now,
+)
 
 ELIGIBLE = re.compile(r"\b(blob|manifest) eligible for deletion: sha256:([0-9a-f]{64})")
 DELETING = re.compile(r"Deleting blob: \S*?/sha256/[0-9a-f]{2}/([0-9a-f]{64})")
@@ -191,7 +201,7 @@ class Job:
     run: Runner = run
     log: Callable[[str], None] = field(default_factory=lambda: Log("regops-gc"))
     clock: Callable[[], float] = time.time
-    say: Callable[[str], None] = field(default=lambda line: print(line, flush=True))
+    say: Callable[[str], None] = field(default=emit)
     phase: str = "writable"
     readonly_since: float = 0.0
     record: Record = field(init=False)
@@ -402,6 +412,7 @@ def main(argv: list[str] | None = None) -> int:
     job = Job(Config.load(args.config))
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGHUP, _interrupt)  # the operator's session hung up
     return job.main(args.command, released_on_stdin)
 
 

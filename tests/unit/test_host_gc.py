@@ -344,3 +344,26 @@ def test_shared_storage_is_held_and_collected_as_a_cluster(registry, tmp_path):
     assert record["blobs_deleted"] == 3 and "cluster GC" in str(record["message"])
     # collect refuses unless this replica holds.
     assert _job(config, Host(registry), lines).main("collect", release) == 2
+
+
+def test_a_hold_whose_session_died_still_makes_the_registry_writable(registry, tmp_path,
+                                                                    monkeypatch):
+    """`regops gc` killed on the operator's machine: the replica's stdout is a broken
+    pipe and stdin ends. The job's own log lines must not kill it before it switches
+    back: the registry serves again, the front door goes back to normal."""
+    from regops_host.control import Log
+
+    class BrokenPipe:
+        def write(self, _text: str) -> int:
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def flush(self) -> None:
+            raise BrokenPipeError(32, "Broken pipe")
+
+    config = _config(tmp_path, registry.storage, shared=True)
+    host = Host(registry)
+    job = gc.Job(config, run=host, log=Log("regops-gc", to_syslog=False))  # say: stdout
+    monkeypatch.setattr("sys.stdout", BrokenPipe())
+    assert job.main("hold", lambda _limit: False) == 0  # stdin closed: the session ended
+    assert host.steps()[-3:] == ["regops-registry start", "regops-frontdoor mode normal",
+                                 "regops-registry standby-stop"]
