@@ -25,9 +25,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import MISSING, fields
-from pathlib import Path
 from typing import Any
 
+from regops.config.validators import ca_file_problem
 from regops_token.directory import DirectoryConfig
 
 # The inventory's keys are the token service's own, less the password file's host path
@@ -63,13 +63,7 @@ def problem(value: Any) -> str | None:
     found = config.problem()
     if found:
         return found.removeprefix("ldap: ")
-    if encrypted(value):
-        ca = Path(str(value.get("ca_file")))
-        if not ca.is_file():
-            return f"ca_file: no such file on this machine: {str(ca)!r}"
-        if b"-----BEGIN CERTIFICATE-----" not in ca.read_bytes():
-            return f"ca_file {str(ca)!r} holds no PEM certificate"
-    return None
+    return ca_file_problem(value.get("ca_file")) if encrypted(value) else None
 
 
 def urls(value: Mapping[str, Any]) -> list[str]:

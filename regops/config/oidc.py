@@ -20,9 +20,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import MISSING, fields
-from pathlib import Path
 from typing import Any
 
+from regops.config.validators import ca_file_problem
 from regops_token.oidc import OidcConfig
 
 # What the host alone decides (the deploy writes it) is not the inventory's.
@@ -76,9 +76,5 @@ def problem(value: Any) -> str | None:
     if found:
         return found.removeprefix("oidc: ")
     if value.get("ca_file") is not None:
-        ca = Path(str(value["ca_file"]))
-        if not ca.is_file():
-            return f"ca_file: no such file on this machine: {str(ca)!r}"
-        if b"-----BEGIN CERTIFICATE-----" not in ca.read_bytes():
-            return f"ca_file {str(ca)!r} holds no PEM certificate"
+        return ca_file_problem(value["ca_file"])
     return None

@@ -415,39 +415,38 @@ def _resolve_users(
     return users
 
 
+def _operator_secret(host: str, key: str, env: str, path: Path, what: str,
+                     environ: Mapping[str, str]) -> str:
+    """A secret the operator writes (never generated): env `env`, else a 0600 file;
+    else a one-line error naming the host, the key and both ways to give it."""
+    if environ.get(env):
+        return environ[env]
+    if not path.is_file() or not path.read_text(encoding="utf-8").strip():
+        raise ConfigError(host, key, f"needs {what}: set {env} or write {path} (mode 0600)")
+    store.tighten(path)
+    return path.read_text(encoding="utf-8").strip()
+
+
 def _resolve_ldap_password(
     host: str, d: dict[str, Any], root: Path, environ: Mapping[str, str]
 ) -> str | None:
-    """The directory service account's password: env, else a 0600 file; never generated."""
+    """The directory service account's password."""
     if d["registry_ldap"] is None:
         return None
-    if environ.get(ldap.PASSWORD_ENV):
-        return environ[ldap.PASSWORD_ENV]
-    path = paths.ldap_password_path(root, d["registry_name"])
-    if not path.is_file() or not path.read_text(encoding="utf-8").strip():
-        raise ConfigError(host, "registry_ldap", (
-            f"needs the bind password of {d['registry_ldap']['bind_dn']}: set "
-            f"{ldap.PASSWORD_ENV} or write {path} (mode 0600)"))
-    store.tighten(path)
-    return path.read_text(encoding="utf-8").strip()
+    return _operator_secret(host, "registry_ldap", ldap.PASSWORD_ENV,
+                            paths.ldap_password_path(root, d["registry_name"]),
+                            f"the bind password of {d['registry_ldap']['bind_dn']}", environ)
 
 
 def _resolve_oidc_secret(
     host: str, d: dict[str, Any], root: Path, environ: Mapping[str, str]
 ) -> str | None:
-    """The OIDC client's secret: env, else a 0600 file; never generated (the provider
-    issues it)."""
+    """The OIDC client's secret (the provider issues it)."""
     if d["registry_oidc"] is None:
         return None
-    if environ.get(oidc.SECRET_ENV):
-        return environ[oidc.SECRET_ENV]
-    path = paths.oidc_secret_path(root, d["registry_name"])
-    if not path.is_file() or not path.read_text(encoding="utf-8").strip():
-        raise ConfigError(host, "registry_oidc", (
-            f"needs the client secret of {d['registry_oidc']['client_id']}: set "
-            f"{oidc.SECRET_ENV} or write {path} (mode 0600)"))
-    store.tighten(path)
-    return path.read_text(encoding="utf-8").strip()
+    return _operator_secret(host, "registry_oidc", oidc.SECRET_ENV,
+                            paths.oidc_secret_path(root, d["registry_name"]),
+                            f"the client secret of {d['registry_oidc']['client_id']}", environ)
 
 
 def _resolve_proxy_password(

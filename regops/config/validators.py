@@ -308,3 +308,14 @@ def openssl_ciphers(value: Any) -> str | None:
         if name not in {c["name"] for c in context.get_ciphers()}:
             return f"{name!r} is a group of ciphers; name each suite instead"
     return None
+
+
+def ca_file_problem(value: Any) -> str | None:
+    """None when `value` names a file on this machine holding a PEM certificate (a CA
+    the deploy ships to hosts); else the problem, as a key's `ca_file` sub-key."""
+    ca = Path(str(value))
+    if not ca.is_file():
+        return f"ca_file: no such file on this machine: {str(ca)!r}"
+    if b"-----BEGIN CERTIFICATE-----" not in ca.read_bytes():
+        return f"ca_file {str(ca)!r} holds no PEM certificate"
+    return None
