@@ -62,6 +62,7 @@ TOKEN_OIDC_CA = f"{TOKEN_DIR}/oidc-ca.crt"  # registry_oidc: the provider's CA
 TOKEN_OIDC_SECRET = f"{TOKEN_DIR}/oidc-client-secret"  # and the client's secret
 TOKEN_STATE = "/var/lib/regops-token"  # what the service writes (StateDirectory=)
 TOKEN_CLI_SECRETS = f"{TOKEN_STATE}/cli-secrets.json"  # registry_oidc: CLI secrets' hashes
+TOKEN_S3_CREDENTIALS = f"{TOKEN_DIR}/s3-credentials.json"  # or in the bucket, with these
 TOKEN_UNIT = "/etc/systemd/system/regops-token.service"
 TOKEN_CONTROL = "/usr/local/sbin/regops-token"
 AUDIT_LOG = "/var/log/regops-token/audit.log"

@@ -25,9 +25,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from regops_token import guard, jws
 from regops_token.audit import Audit
 from regops_token.clisecrets import PREFIX as CLI_PREFIX
-from regops_token.clisecrets import CliSecrets
+from regops_token.clisecrets import CliSecrets, Entry
 from regops_token.config import Config
 from regops_token.rules import LDAP, OIDC, Subject
+from regops_token.shared import StoreDown, open_store
 
 VERIFIED_SECONDS = 120  # how long a verified password skips bcrypt (see Htpasswd.check)
 BCRYPT_WORKERS = max(2, os.cpu_count() or 2)  # password checks running at once
@@ -234,6 +235,11 @@ class Unavailable(Exception):
     robots still can."""
 
 
+class StoreUnavailable(Unavailable):
+    """The CLI secrets' store (the replicas' bucket) did not answer: CLI secrets cannot
+    log in now; local users, robots and directory passwords still can."""
+
+
 class _Pair:
     """The logins of one name from one address being checked or waiting: checked one
     after another (`lock`), at most IN_FLIGHT_PER_ADDRESS of them."""
@@ -280,8 +286,8 @@ class Authn:
 
             self.directory = Directory(DirectoryConfig.from_json(config.ldap))
         # registry_oidc: people who sign in by single sign-on log docker in with these.
-        self.cli = CliSecrets(config.oidc["cli_secrets"], int(config.oidc["cli_secret_days"])
-                              ) if config.oidc else None
+        self.cli = CliSecrets(open_store(config.oidc["cli_secrets"], "cli-secrets"),
+                              int(config.oidc["cli_secret_days"])) if config.oidc else None
 
     def _dummy(self, password: str) -> None:
         cost = self.users.cost or self.robots.cost or 10
@@ -344,9 +350,7 @@ class Authn:
             kind, source = "user", self.users
         elif robots and name in self.robots.entries():
             kind, source = "robot", self.robots
-        elif self.cli is not None and self.cli.knows(name) and (
-                self.directory is None or password.startswith(CLI_PREFIX)):
-            # (someone in the directory too still logs in with their directory password)
+        elif self._has_cli_secret(name, password):
             return self._check_cli_secret(name, password, address, mark)
         elif self.directory is not None:
             return self._check_directory(name, password, address, mark)
@@ -374,12 +378,37 @@ class Authn:
         self.throttle.succeeded(name, address)
         return Subject(LDAP, person.name, frozenset(person.groups)), ""
 
+    def _has_cli_secret(self, name: str, password: str) -> bool:
+        """Whether to check `password` as the name's CLI secret: the name has one and,
+        when a directory is there too, the password looks like one (someone in both
+        still logs in with their directory password). A store that does not answer
+        refuses CLI secrets alone (StoreUnavailable); other passwords go on."""
+        if self.cli is None or (self.directory is not None
+                                and not password.startswith(CLI_PREFIX)):
+            return False
+        try:
+            return self.cli.knows(name)
+        except StoreDown as error:
+            if password.startswith(CLI_PREFIX):
+                raise StoreUnavailable(str(error)) from None
+            return False
+
+    def _cli_entry(self, name: str) -> Entry | None:
+        """The name's current CLI secret (StoreUnavailable when its store is down)."""
+        try:
+            return self.cli.get(name) if self.cli is not None else None
+        except StoreDown as error:
+            raise StoreUnavailable(str(error)) from None
+
     def _check_cli_secret(self, name: str, password: str, address: str, mark: bytes = b""
                           ) -> tuple[Subject | None, str]:
         """A person of single sign-on with their CLI secret: the groups of their last
         sign-in (one SHA-256: the secret is random, nothing to slow down)."""
         assert self.cli is not None
-        entry = self.cli.check(name, password)
+        try:
+            entry = self.cli.check(name, password)
+        except StoreDown as error:
+            raise StoreUnavailable(str(error)) from None
         if entry is None:
             self.throttle.failed(name, address, mark=mark)
             return None, "wrong, expired or revoked CLI secret"
@@ -474,7 +503,7 @@ class Authn:
         if subject.kind == LDAP:
             return ""  # the directory says whether the person still exists
         if subject.kind == OIDC:  # the CLI secret it came from: a new one or none ends it
-            entry = self.cli.get(subject.name) if self.cli is not None else None
+            entry = self._cli_entry(subject.name)
             return entry.id if entry is not None else ""
         source = self.users if subject.kind == "user" else self.robots
         return source.fingerprint(subject.name)
@@ -497,7 +526,10 @@ class Authn:
                 return None, "the directory no longer knows the account, or does not answer"
             return person, ""
         if subject.kind == OIDC:
-            entry = self.cli.get(subject.name) if self.cli is not None else None
+            try:
+                entry = self._cli_entry(subject.name)
+            except StoreUnavailable as error:
+                return None, str(error)
             if entry is None or claims.get("pwh") != entry.id:
                 return None, "the CLI secret was revoked, replaced or has expired"
             return Subject(OIDC, subject.name, frozenset(entry.groups)), ""
@@ -518,6 +550,9 @@ class Authn:
             return Subject("user", name).label
         if name in self.config.policy.robots:
             return Subject("robot", name).label
-        if self.cli is not None and self.cli.knows(name):
-            return Subject(OIDC, name).label
+        try:
+            if self.cli is not None and self.cli.knows(name):
+                return Subject(OIDC, name).label
+        except StoreDown:
+            pass  # the label says less; the request goes on
         return Subject(LDAP if self.directory is not None else "user", name).label

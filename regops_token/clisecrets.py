@@ -6,22 +6,22 @@ another, revoked there, expiring after `cli_secret_days`. The store keeps its
 SHA-256 (the secret is 32 random bytes: a slow hash buys nothing against a guess
 of 256 bits), when it was made and expires, and the groups the provider named at
 the person's last sign-in: a docker login with the secret gets those rights, and a
-new sign-in brings the provider's current groups. A JSON file the token service
-alone writes (mode 0600, replaced whole).
+new sign-in brings the provider's current groups. Kept in the token service's
+store (`regops_token.shared`): a file of the host, or the registry's bucket, which
+every replica of the name shares.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import json
-import os
 import secrets
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from regops_token.shared import Store
 
 PREFIX = "regops_cli_"
 
@@ -49,30 +49,15 @@ class Entry:
 
 
 class CliSecrets:
-    def __init__(self, path: str, days: int, clock: Callable[[], float] = time.time) -> None:
-        self.path, self.days, self.clock = path, days, clock
-        self._lock = threading.Lock()
-        self._entries: dict[str, Entry] = {}
-        self._read()
+    def __init__(self, store: Store, days: int, clock: Callable[[], float] = time.time) -> None:
+        self.store, self.days, self.clock = store, days, clock
 
-    def _read(self) -> None:
+    def _entry(self, name: str) -> Entry | None:
+        doc = self.store.get(name)
         try:
-            with open(self.path, encoding="utf-8") as f:
-                doc = json.load(f)
-        except FileNotFoundError:
-            return
-        except (OSError, ValueError) as error:
-            raise ValueError(f"{self.path}: {error}") from None
-        self._entries = {name: Entry.from_document(e) for name, e in doc.items()}
-
-    def _write(self) -> None:
-        tmp = f"{self.path}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump({n: e.document() for n, e in sorted(self._entries.items())}, f, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
+            return Entry.from_document(doc) if doc is not None else None
+        except (KeyError, TypeError, ValueError):
+            return None  # not an entry: as good as none
 
     def create(self, name: str, groups: frozenset[str]) -> tuple[str, Entry]:
         """A new secret for `name` (the one before stops working): (secret, entry)."""
@@ -80,47 +65,38 @@ class CliSecrets:
         now = int(self.clock())
         entry = Entry(secrets.token_hex(4), digest(secret), now, now + self.days * 86400,
                       tuple(sorted(groups)))
-        with self._lock:
-            self._entries[name] = entry
-            self._write()
+        self.store.put(name, entry.document())
         return secret, entry
 
     def revoke(self, name: str) -> bool:
-        with self._lock:
-            if self._entries.pop(name, None) is None:
-                return False
-            self._write()
-        return True
+        return self.store.delete(name)
 
     def signed_in(self, name: str, groups: frozenset[str]) -> None:
         """The provider's groups at a sign-in: what the secret grants from now on."""
-        with self._lock:
-            entry = self._entries.get(name)
-            if entry is None or entry.groups == tuple(sorted(groups)):
-                return
-            self._entries[name] = Entry(entry.id, entry.hash, entry.created, entry.expires,
-                                        tuple(sorted(groups)))
-            self._write()
+        entry = self._entry(name)
+        if entry is None or entry.groups == tuple(sorted(groups)):
+            return
+        self.store.put(name, Entry(entry.id, entry.hash, entry.created, entry.expires,
+                                   tuple(sorted(groups))).document())
 
     def get(self, name: str) -> Entry | None:
         """The person's secret while it has not expired."""
-        with self._lock:
-            entry = self._entries.get(name)
+        entry = self._entry(name)
         return entry if entry is not None and entry.expires > self.clock() else None
 
     def entries(self) -> list[tuple[str, Entry]]:
         """Every person's secret, expired ones too, by name (for the admin page)."""
-        with self._lock:
-            return sorted(self._entries.items())
+        found = ((name, self._entry(name)) for name in self.store.names())
+        return [(name, entry) for name, entry in found if entry is not None]
 
     def knows(self, name: str) -> bool:
-        with self._lock:
-            return name in self._entries
+        return self.store.get(name) is not None
 
     def check(self, name: str, secret: str) -> Entry | None:
         """The entry when `secret` is the person's current one and has not expired."""
+        if not secret.startswith(PREFIX):
+            return None
         entry = self.get(name)
-        if entry is None or not secret.startswith(PREFIX):
+        if entry is None:
             return None
         return entry if hmac.compare_digest(entry.hash, digest(secret)) else None
-

@@ -41,7 +41,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from regops_token import guard, notify
-from regops_token.authn import Busy, Unavailable
+from regops_token.authn import Busy, StoreUnavailable, Unavailable
 from regops_token.config import Config
 from regops_token.rules import ANONYMOUS, Subject
 from regops_token.tokens import TokenService, scopes_of
@@ -241,8 +241,14 @@ def make_handler(service: TokenService, web: Any = None) -> type[BaseHTTPRequest
                         {"Retry-After": str(busy.retry_after)})
 
         def _unavailable(self, error: Unavailable) -> None:
-            self._error(503, "UNAVAILABLE", "the directory does not answer; its people cannot "
-                        "log in now (local accounts can)", {"Retry-After": "10"})
+            if isinstance(error, StoreUnavailable):
+                print(f"regops-token: {error}", file=sys.stderr, flush=True)
+                message = ("the CLI secrets' store does not answer; CLI secrets cannot log "
+                           "in now (local accounts can)")
+            else:
+                message = ("the directory does not answer; its people cannot log in now "
+                           "(local accounts can)")
+            self._error(503, "UNAVAILABLE", message, {"Retry-After": "10"})
 
         def _login(self, name: str, password: str) -> Subject | None:
             """The subject these credentials name; None when they do not, answered

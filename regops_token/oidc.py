@@ -65,7 +65,7 @@ class OidcConfig:
     leeway: int = 60  # seconds of clock skew allowed on exp, iat and nbf
     timeout: int = 5
     cli_secret_days: int = 90
-    cli_secrets: str = ""  # the CLI secrets' store (a host path, regops_token.cli)
+    cli_secrets: str | dict[str, Any] = ""  # their store: regops_token.shared.open_store
     label: str = "single sign-on"  # the button's words on the login page
 
     @classmethod

@@ -45,6 +45,7 @@ from regops_token.rules import (
     Subject,
     compile_pattern,
 )
+from regops_token.shared import StoreDown
 from regops_token.text import human_bytes, natural_key
 
 HERE = Path(__file__).parent
@@ -212,6 +213,11 @@ class Web:
                                   message=f"The registry answered: {error}")
         except ManifestError as error:
             response = self._page(None, "error.html", 502, message=str(error))
+        except StoreDown as error:  # the bucket the replicas share their CLI secrets in
+            print(f"regops-token: {error}", file=sys.stderr)
+            response = self._page(None, "error.html", 503,
+                                  message="The CLI secrets' store does not answer; try "
+                                          "again later (the service log says why).")
         except Exception:  # a page that fails says so; the service goes on
             traceback.print_exc(file=sys.stderr)
             response = self._page(None, "error.html", 500,

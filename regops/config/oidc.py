@@ -38,7 +38,7 @@ def redirect_uri(registry_address: str) -> str:
 
 
 def token_config(value: Mapping[str, Any], registry_address: str, ca_file: str | None,
-                 secret_file: str, store: str) -> dict[str, Any]:
+                 secret_file: str, store: str | dict[str, Any]) -> dict[str, Any]:
     """The token service's `oidc` section: host paths in place of operator ones."""
     d = {key: value.get(key, default) for key, default in FIELDS.items()}
     d["scopes"] = list(d["scopes"])

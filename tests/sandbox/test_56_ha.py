@@ -11,9 +11,12 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shutil
 import subprocess
+import sys
 import threading
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,9 +32,13 @@ from regops.sandbox.load import push as push_image
 from regops.sandbox.model import secrets_dir
 from regops.secrets import paths
 from regops.storage import s3, seaweedfs
+from tests.support import oidc
+from tests.support.browser import CHROMIUM_ARGS, spki_pin
 from tests.support.sandbox import (
+    ROOT,
     assert_blobs_hash_to_their_digests,
     assert_gc_load_lost_nothing,
+    bridge_gateway,
     changed_ops,
     deploy,
     regops,
@@ -543,3 +550,101 @@ def test_a_new_replica_serves_every_image_after_its_first_deploy(ha, tmp_path):
     pulled = _skopeo(f"docker://{lb}/{REPO}:1.0", f"oci:{dest}:1.0", lb, name)
     assert pulled.returncode == 0, pulled.stderr
     assert_blobs_hash_to_their_digests(dest)
+
+
+SSO_ACCESS = [{"repositories": ["sso/**"], "who": ["group:oidc:platform-team"],
+               "actions": ["pull", "push"]}]
+
+
+def _sso_deploy(tmp: Path, provider: Any) -> Any:
+    """The HA sandbox deployed with single sign-on on every host of the name (they must
+    agree), from an inventory beside the sandbox's."""
+    sso = {"issuer": provider.issuer, "client_id": provider.client_id,
+           "ca_file": str(provider.ca_file), "label": "Example SSO"}
+    inventory = tmp / "sso_inventory.py"
+    inventory.write_text(
+        "from regops.sandbox import hosts as sandbox\n"
+        f"doc = sandbox.status({HA!r})\n"
+        f"sso = {sso!r}\n"
+        f"extra = {SSO_ACCESS!r}\n"
+        "hosts = [(n, {**d, 'registry_oidc': sso,\n"
+        "              'registry_access': [*d['registry_access'], *extra]})\n"
+        "         for n, d in sandbox.inventory_hosts(doc)]\n")
+    env = {**os.environ, "REGOPS_SANDBOX": HA, "REGOPS_OIDC_CLIENT_SECRET": provider.client_secret}
+    return subprocess.run([sys.executable, "-m", "pyinfra", "-y", str(inventory), "deploy.py"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=1500)
+
+
+def _sso_browser(p: Any, replica: dict, name: str, ca: str, provider: Any) -> Any:
+    """Chromium that reaches `name` at this replica alone, trusting its certificate
+    and the provider's as `regops trust` would."""
+    pins = [spki_pin(replica["ip"], 5000, ca),
+            spki_pin(str(urllib.parse.urlsplit(provider.issuer).hostname), provider.port,
+                     str(provider.ca_file))]
+    return p.chromium.launch(executable_path=shutil.which("chromium"), args=[
+        *CHROMIUM_ARGS, f"--ignore-certificate-errors-spki-list={','.join(pins)}",
+        f"--host-resolver-rules=MAP {name} {replica['ip']}"])
+
+
+def _sso_sign_in(browser: Any, name: str) -> Any:
+    page = browser.new_context().new_page()
+    page.set_default_timeout(20000)
+    page.goto(f"https://{name}:5000/login")
+    page.get_by_role("link", name="Sign in with Example SSO").click()
+    page.locator("input[name=login]").fill("erin")
+    page.locator("input[name=password]").fill(oidc.PASSWORDS["erin"])
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"https://{name}:5000/repositories/")
+    return page
+
+
+def test_a_cli_secret_made_on_one_replica_logs_in_on_every_replica(ha, tmp_path):
+    """Last: it turns single sign-on on. The replicas keep CLI secrets in the bucket
+    they share: made on sb2's pages (chromium, the provider's login), the secret pushes
+    with skopeo through sb3 and pulls through the balancer; revoked on sb3's pages, it
+    logs in on no replica. Nothing of it lies on a replica's disk."""
+    from playwright.sync_api import sync_playwright
+
+    name = _name(ha)
+    hosts = {h["name"]: h for h in _status()["hosts"]}
+    one, other = hosts["sb2"], hosts["sb3"]
+    lb = f"127.0.0.1:{hosts['sb1']['registry_published_port']}"
+    root = secrets_dir()
+    ca = str(paths.ca_cert_path(root, name))
+    with oidc.OidcProvider(tmp_path / "oidc", serve_on=bridge_gateway(one["container"]),
+                           redirect_uris=[f"https://{name}:5000/oidc/callback"]) as provider:
+        result = _sso_deploy(tmp_path, provider)
+        assert result.returncode == 0, (result.stdout + result.stderr)[-6000:]
+        assert provider.client_secret not in result.stdout + result.stderr
+        with sync_playwright() as p:
+            browser = _sso_browser(p, one, name, ca, provider)
+            page = _sso_sign_in(browser, name)
+            page.goto(f"https://{name}:5000/cli-secret")
+            page.get_by_role("button", name="Create a CLI secret").click()
+            secret = page.locator("#cli-secret").inner_text().strip()
+            browser.close()
+            assert secret.startswith("regops_cli_")
+
+            layout = tmp_path / "src"
+            pushed = oci.image(layout, "1", [{"app/bin": os.urandom(64 * 1024)}])
+            at_other = f"127.0.0.1:{other['registry_published_port']}"
+            copied = copy(f"oci:{layout}:1", f"docker://{at_other}/sso/ha-app:1",
+                          registry=at_other, username="erin", password=secret, ca_file=ca)
+            assert copied.returncode == 0, copied.stderr
+            through_lb = RegistryClient(f"https://{lb}", "erin", secret, ca_file=ca)
+            assert through_lb.digest("sso/ha-app", "1") == pushed.digest
+            for replica in (one, other):
+                assert not ssh_host(replica).file(
+                    "/var/lib/regops-token/cli-secrets.json").exists
+
+            browser = _sso_browser(p, other, name, ca, provider)
+            page = _sso_sign_in(browser, name)
+            page.goto(f"https://{name}:5000/cli-secret")
+            page.get_by_role("button", name="Revoke it").click()
+            assert "revoked" in page.locator("main").inner_text()
+            browser.close()
+        at_one = f"127.0.0.1:{one['registry_published_port']}"
+        refused = copy(f"oci:{layout}:1", f"docker://{at_one}/sso/ha-app:2",
+                       registry=at_one, username="erin", password=secret, ca_file=ca)
+        assert refused.returncode != 0
+        assert any(w in refused.stderr.lower() for w in ("401", "unauthorized", "authentication"))

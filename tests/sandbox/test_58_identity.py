@@ -28,7 +28,14 @@ import pytest
 
 from tests.support import oidc
 from tests.support.browser import CHROMIUM_ARGS, spki_pin
-from tests.support.sandbox import ROOT, SANDBOX, demo_password, regops, ssh_host
+from tests.support.sandbox import (
+    ROOT,
+    SANDBOX,
+    bridge_gateway,
+    demo_password,
+    regops,
+    ssh_host,
+)
 from tests.support.slapd import GROUPS, PASSWORDS, PEOPLE, SERVICE_DN, SERVICE_PASSWORD, Slapd
 
 pytestmark = pytest.mark.sandbox
@@ -42,14 +49,6 @@ ACCESS = [
 ]
 
 
-def _gateway(container: str) -> str:
-    """The address the sandbox's containers reach this machine on (their bridge's)."""
-    out = subprocess.run(["docker", "inspect", "-f",
-                          "{{range .NetworkSettings.Networks}}{{.Gateway}} {{end}}", container],
-                         capture_output=True, text=True, check=True).stdout.split()
-    return out[0]
-
-
 @pytest.fixture(scope="module")
 def directory_hosts(sandbox, tmp_path_factory
                     ) -> Iterator[tuple[list[dict], Slapd, Path, oidc.OidcProvider]]:
@@ -58,7 +57,7 @@ def directory_hosts(sandbox, tmp_path_factory
     tmp = tmp_path_factory.mktemp("ldap-hosts")
     try:
         hosts = json.loads(regops("sandbox", "status", "--name", NAME, "--json").stdout)["hosts"]
-        gateway = _gateway(hosts[0]["container"])
+        gateway = bridge_gateway(hosts[0]["container"])
         redirects = [oidc_redirect(h) for h in hosts]
         with Slapd(tmp / "slapd", serve_on=gateway) as slapd, \
                 oidc.OidcProvider(tmp / "oidc", serve_on=gateway,

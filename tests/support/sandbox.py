@@ -223,3 +223,11 @@ def secrets_root(h: dict) -> Path:
 
 def password(h: dict, user: str) -> str:
     return paths.password_path(secrets_root(h), h["registry_name"], user).read_text().strip()
+
+
+def bridge_gateway(container: str) -> str:
+    """The address the sandbox's containers reach this machine on (their bridge's)."""
+    out = subprocess.run(["docker", "inspect", "-f",
+                          "{{range .NetworkSettings.Networks}}{{.Gateway}} {{end}}", container],
+                         capture_output=True, text=True, check=True).stdout.split()
+    return out[0]

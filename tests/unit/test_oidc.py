@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from regops_token import oidc
 from regops_token.clisecrets import PREFIX, CliSecrets
+from regops_token.shared import FileStore
 
 ISSUER = "https://sso.example.test"
 CLIENT = "regops"
@@ -190,7 +191,7 @@ def test_a_name_that_cannot_be_a_registry_user_is_refused(fake, name):
 def test_cli_secrets_are_stored_as_hashes_rotate_revoke_and_expire(tmp_path: Path):
     now = [1_000_000.0]
     path = tmp_path / "cli-secrets.json"
-    store = CliSecrets(str(path), days=90, clock=lambda: now[0])
+    store = CliSecrets(FileStore(str(path)), days=90, clock=lambda: now[0])
     first, entry = store.create("erin", frozenset({"platform-team"}))
     assert first.startswith(PREFIX) and store.check("erin", first) == entry
     assert first not in path.read_text() and entry.hash in path.read_text()
@@ -198,7 +199,8 @@ def test_cli_secrets_are_stored_as_hashes_rotate_revoke_and_expire(tmp_path: Pat
     second, _ = store.create("erin", frozenset({"platform-team"}))
     assert store.check("erin", first) is None and store.check("erin", second)
     store.signed_in("erin", frozenset({"readers"}))
-    reread = CliSecrets(str(path), days=90, clock=lambda: now[0])  # another start, same file
+    # another start, same file:
+    reread = CliSecrets(FileStore(str(path)), days=90, clock=lambda: now[0])
     assert reread.check("erin", second).groups == ("readers",)
     assert reread.check("erin", second[:-1] + "x") is None
     now[0] += 90 * 86400 + 1
@@ -234,3 +236,44 @@ def test_someone_in_the_directory_and_in_single_sign_on_logs_in_with_either(tmp_
     assert authn.authenticate("dana", secret, "10.0.0.1")[0].kind == OIDC
     assert authn.authenticate("dana", "directory-password", "10.0.0.2")[0].kind == LDAP
     assert authn.authenticate("dana", secret + "x", "10.0.0.3")[0] is None
+
+
+def test_a_cli_secrets_store_that_does_not_answer_costs_only_cli_secrets(tmp_path):
+    """The replicas' bucket down: a CLI secret is refused as unavailable (503, not a
+    wrong password), a directory password and a local user still log in."""
+    import bcrypt
+
+    from regops_token.audit import Audit
+    from regops_token.authn import Authn, StoreUnavailable
+    from regops_token.config import Config
+    from regops_token.rules import LDAP, parse_policy
+    from regops_token.shared import StoreDown
+    hashed = bcrypt.hashpw(b"local-pw", bcrypt.gensalt(4)).decode()
+    (tmp_path / "users").write_text(f"admin:{hashed}\n")
+    (tmp_path / "robots").write_text("")
+    config = Config(service="s", issuer="t", ttl=300, refresh_days=90, listen="",
+                    notify_listen=None, notify_secret_file=None, key="", chain="",
+                    users=str(tmp_path / "users"), robots=str(tmp_path / "robots"),
+                    audit=str(tmp_path / "audit.log"),
+                    policy=parse_policy(["admin"]),
+                    oidc={"cli_secrets": str(tmp_path / "cli.json"), "cli_secret_days": 9})
+    authn = Authn(config, Audit(config.audit))
+
+    class Directory:
+        def login(self, name, password):
+            person = type("Person", (), {"name": name, "groups": ["ops"]})
+            return person if password == "directory-password" else None
+
+    class Down:  # a store as BucketStore is when its bucket does not answer
+        def get(self, key):
+            raise StoreDown("bucket 'images' at http://10.0.0.9:8333 does not answer")
+
+        put = delete = names = get
+
+    authn.directory = Directory()
+    assert authn.cli is not None
+    authn.cli.store = Down()
+    with pytest.raises(StoreUnavailable, match="does not answer"):
+        authn.authenticate("dana", PREFIX + "x" * 43, "10.0.0.1")
+    assert authn.authenticate("dana", "directory-password", "10.0.0.2")[0].kind == LDAP
+    assert authn.authenticate("admin", "local-pw", "10.0.0.3")[0].kind == "user"

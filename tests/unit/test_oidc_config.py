@@ -101,3 +101,25 @@ def test_single_sign_on_needs_token_auth_and_the_web_pages(base_data, ca):
     data = {**_data(base_data, ca), "registry_ui": False}
     with pytest.raises(ConfigError, match="needs registry_auth: token and registry_ui"):
         load("reg1", data, environ={oidc.SECRET_ENV: SECRET})
+
+
+def test_with_images_in_s3_the_cli_secrets_live_in_the_bucket(base_data, ca):
+    """Replicas share a bucket: the token service is pointed at it (beside the
+    registry's tree) with the registry's S3 keys as a secret input, never in its config."""
+    data = {**_data(base_data, ca), "registry_storage": "s3",
+            "registry_s3_endpoint": "http://10.0.0.5:8333", "registry_s3_bucket": "images",
+            "registry_s3_rootdirectory": "/registry", "registry_gc_enabled": False}
+    env = {oidc.SECRET_ENV: SECRET, "REGOPS_S3_ACCESS_KEY": "access-1",
+           "REGOPS_S3_SECRET_KEY": "s3-secret-key-1"}
+    s = load("reg1", data, environ=env)
+    text = token_task.token_config(s)
+    store = json.loads(text)["oidc"]["cli_secrets"]
+    assert store["bucket"] == {"endpoint": "http://10.0.0.5:8333", "region": "us-east-1",
+                               "name": "images", "root": "/registry", "path_style": True,
+                               "verify_tls": True}
+    assert store["credentials"] == hostpaths.TOKEN_S3_CREDENTIALS
+    assert "s3-secret-key-1" not in text and "access-1" not in text
+    keys = {i.path: i for i in token_task.oidc_inputs(s)}[hostpaths.TOKEN_S3_CREDENTIALS]
+    assert keys.secret and keys.mode == "0640"
+    assert json.loads(keys.content) == {"access_key": "access-1",
+                                        "secret_key": "s3-secret-key-1"}

@@ -170,6 +170,46 @@ def test_the_bucket_answers_or_says_why_not(store_on_loopback):
     assert "does not answer" in str(s3.check_bucket(dead, CREDS))
 
 
+def test_replicas_share_cli_secrets_through_the_bucket(store_on_loopback, tmp_path):
+    """Two token services' stores on one bucket (two replicas): a secret made on one
+    logs in on the other, groups from a sign-in on either count on both, a revocation on
+    either ends it on both; the documents lie beside the registry's tree, hashed only."""
+    from regops_token.clisecrets import CliSecrets
+    from regops_token.shared import BucketStore, StoreDown, open_store
+
+    bucket = store_on_loopback.bucket()
+    creds_file = tmp_path / "s3-credentials.json"
+    creds_file.write_text(json.dumps({"access_key": ACCESS, "secret_key": SECRET}))
+    config = {"bucket": {"endpoint": bucket.endpoint, "region": bucket.region,
+                         "name": bucket.name, "root": bucket.root, "path_style": True},
+              "credentials": str(creds_file)}
+    one = CliSecrets(open_store(config, "cli-secrets"), days=90)
+    other = CliSecrets(open_store(config, "cli-secrets"), days=90)
+    name = "erin.o'neil@example.test"  # any name is one plain object key
+    secret, entry = one.create(name, frozenset({"platform-team"}))
+    assert other.check(name, secret) == entry and other.knows(name)
+    assert other.check(name, secret[:-1] + "x") is None
+    other.signed_in(name, frozenset({"readers"}))
+    assert one.check(name, secret).groups == ("readers",)
+    one.create("frank", frozenset())
+    assert [n for n, _ in other.entries()] == ["erin.o'neil@example.test", "frank"]
+    listed = s3.send("GET", "http", bucket.endpoint.split("://")[1],
+                     "/images/?list-type=2&prefix=registry/regops/cli-secrets/", CREDS,
+                     "us-east-1")[1].decode()
+    assert listed.count("<Key>registry/regops/cli-secrets/") == 2
+    assert "docker/" not in listed and secret not in listed
+    assert other.revoke(name) and one.check(name, secret) is None and not one.knows(name)
+    assert not one.revoke(name)
+
+    wrong = BucketStore(bucket, s3.Credentials(ACCESS, "not-the-secret", "env"), "cli-secrets")
+    with pytest.raises(StoreDown) as refused:
+        wrong.get("frank")
+    assert "HTTP 403" in str(refused.value) and "not-the-secret" not in str(refused.value)
+    dead = s3.Bucket(f"http://127.0.0.1:{_free_port()}", "us-east-1", "images", "", True, True)
+    with pytest.raises(StoreDown, match="does not answer"):
+        BucketStore(dead, CREDS, "cli-secrets").names()
+
+
 def _data(base_data: dict, endpoint: str, **more: Any) -> dict:
     return {**base_data, "registry_storage": "s3", "registry_s3_endpoint": endpoint,
             "registry_s3_bucket": "images", "registry_gc_enabled": False, **more}

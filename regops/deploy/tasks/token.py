@@ -83,7 +83,19 @@ def oidc_config(s: Settings) -> dict[str, Any] | None:
         return None
     ca = hostpaths.TOKEN_OIDC_CA if value.get("ca_file") else None
     return oidc.token_config(value, s.registry_address, ca, hostpaths.TOKEN_OIDC_SECRET,
-                             hostpaths.TOKEN_CLI_SECRETS)
+                             cli_secrets_store(s))
+
+
+def cli_secrets_store(s: Settings) -> str | dict[str, Any]:
+    """Where the CLI secrets live (`regops_token.shared`): with images in S3, in that
+    bucket, so every replica of the name knows every secret; else in a file of the host."""
+    bucket = s.bucket
+    if bucket is None or s.s3_credentials is None:
+        return hostpaths.TOKEN_CLI_SECRETS
+    return {"bucket": {"endpoint": bucket.endpoint, "region": bucket.region,
+                       "name": bucket.name, "root": bucket.root,
+                       "path_style": bucket.path_style, "verify_tls": bucket.verify_tls},
+            "credentials": hostpaths.TOKEN_S3_CREDENTIALS}
 
 
 def token_config(s: Settings) -> str:
@@ -141,12 +153,18 @@ def token_unit(s: Settings) -> unit.Unit:
 
 
 def oidc_inputs(s: Settings) -> tuple[unit.Input, ...]:
-    """The provider's CA and the client secret, read at start like the key."""
+    """The provider's CA, the client secret and, with the CLI secrets in the bucket, the
+    registry's S3 credentials: read at start like the key."""
     value = s["registry_oidc"]
     if value is None or s.oidc_secret is None:
         return ()
     found = [unit.Input(hostpaths.TOKEN_OIDC_SECRET, (s.oidc_secret + "\n").encode(),
                         mode="0640", gid=s["registry_token_uid"], secret=True)]
+    if isinstance(cli_secrets_store(s), dict) and s.s3_credentials is not None:
+        keys = {"access_key": s.s3_credentials.access_key,
+                "secret_key": s.s3_credentials.secret_key}
+        found.append(unit.Input(hostpaths.TOKEN_S3_CREDENTIALS, json.dumps(keys).encode(),
+                                mode="0640", gid=s["registry_token_uid"], secret=True))
     if value.get("ca_file"):
         found.append(unit.Input(hostpaths.TOKEN_OIDC_CA, Path(value["ca_file"]).read_bytes()))
     return tuple(found)
