@@ -350,8 +350,8 @@ class Authn:
             kind, source = "user", self.users
         elif robots and name in self.robots.entries():
             kind, source = "robot", self.robots
-        elif self._has_cli_secret(name, password):
-            return self._check_cli_secret(name, password, address, mark)
+        elif (stored := self._cli_candidate(name, password)) is not None:
+            return self._check_cli_secret(name, password, stored, address, mark)
         elif self.directory is not None:
             return self._check_directory(name, password, address, mark)
         else:
@@ -378,20 +378,21 @@ class Authn:
         self.throttle.succeeded(name, address)
         return Subject(LDAP, person.name, frozenset(person.groups)), ""
 
-    def _has_cli_secret(self, name: str, password: str) -> bool:
-        """Whether to check `password` as the name's CLI secret: the name has one and,
-        when a directory is there too, the password looks like one (someone in both
-        still logs in with their directory password). A store that does not answer
-        refuses CLI secrets alone (StoreUnavailable); other passwords go on."""
+    def _cli_candidate(self, name: str, password: str) -> Entry | None:
+        """The name's stored CLI secret (expired too) when `password` is to be checked
+        against it: the name has one and, when a directory is there too, the password
+        looks like one (someone in both still logs in with their directory password).
+        One read of the store; one that does not answer refuses CLI secrets alone
+        (StoreUnavailable), other passwords go on."""
         if self.cli is None or (self.directory is not None
                                 and not password.startswith(CLI_PREFIX)):
-            return False
+            return None
         try:
-            return self.cli.knows(name)
+            return self.cli.lookup(name)
         except StoreDown as error:
             if password.startswith(CLI_PREFIX):
                 raise StoreUnavailable(str(error)) from None
-            return False
+            return None
 
     def _cli_entry(self, name: str) -> Entry | None:
         """The name's current CLI secret (StoreUnavailable when its store is down)."""
@@ -400,15 +401,12 @@ class Authn:
         except StoreDown as error:
             raise StoreUnavailable(str(error)) from None
 
-    def _check_cli_secret(self, name: str, password: str, address: str, mark: bytes = b""
-                          ) -> tuple[Subject | None, str]:
+    def _check_cli_secret(self, name: str, password: str, stored: Entry, address: str,
+                          mark: bytes = b"") -> tuple[Subject | None, str]:
         """A person of single sign-on with their CLI secret: the groups of their last
         sign-in (one SHA-256: the secret is random, nothing to slow down)."""
         assert self.cli is not None
-        try:
-            entry = self.cli.check(name, password)
-        except StoreDown as error:
-            raise StoreUnavailable(str(error)) from None
+        entry = self.cli.matches(stored, password)
         if entry is None:
             self.throttle.failed(name, address, mark=mark)
             return None, "wrong, expired or revoked CLI secret"

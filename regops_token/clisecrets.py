@@ -52,7 +52,8 @@ class CliSecrets:
     def __init__(self, store: Store, days: int, clock: Callable[[], float] = time.time) -> None:
         self.store, self.days, self.clock = store, days, clock
 
-    def _entry(self, name: str) -> Entry | None:
+    def lookup(self, name: str) -> Entry | None:
+        """The person's secret as stored, expired or not (one read of the store)."""
         doc = self.store.get(name)
         try:
             return Entry.from_document(doc) if doc is not None else None
@@ -73,7 +74,7 @@ class CliSecrets:
 
     def signed_in(self, name: str, groups: frozenset[str]) -> None:
         """The provider's groups at a sign-in: what the secret grants from now on."""
-        entry = self._entry(name)
+        entry = self.lookup(name)
         if entry is None or entry.groups == tuple(sorted(groups)):
             return
         self.store.put(name, Entry(entry.id, entry.hash, entry.created, entry.expires,
@@ -81,22 +82,25 @@ class CliSecrets:
 
     def get(self, name: str) -> Entry | None:
         """The person's secret while it has not expired."""
-        entry = self._entry(name)
+        entry = self.lookup(name)
         return entry if entry is not None and entry.expires > self.clock() else None
 
     def entries(self) -> list[tuple[str, Entry]]:
         """Every person's secret, expired ones too, by name (for the admin page)."""
-        found = ((name, self._entry(name)) for name in self.store.names())
+        found = ((name, self.lookup(name)) for name in self.store.names())
         return [(name, entry) for name, entry in found if entry is not None]
 
     def knows(self, name: str) -> bool:
         return self.store.get(name) is not None
 
+    def matches(self, entry: Entry | None, secret: str) -> Entry | None:
+        """`entry` when `secret` is it and it has not expired (no read of the store)."""
+        if entry is None or entry.expires <= self.clock() or not secret.startswith(PREFIX):
+            return None
+        return entry if hmac.compare_digest(entry.hash, digest(secret)) else None
+
     def check(self, name: str, secret: str) -> Entry | None:
         """The entry when `secret` is the person's current one and has not expired."""
         if not secret.startswith(PREFIX):
             return None
-        entry = self.get(name)
-        if entry is None:
-            return None
-        return entry if hmac.compare_digest(entry.hash, digest(secret)) else None
+        return self.matches(self.lookup(name), secret)
